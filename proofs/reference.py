@@ -1,0 +1,20 @@
+"""Pure-Python twin of the proofs C core: readable, slow, and the specification.
+
+Every function here has the same name, arguments and results as its C counterpart in
+``proofs._native``; the tests run both on the same inputs and compare.
+"""
+
+from __future__ import annotations
+
+from proofs.errors import ProofError
+
+
+def xor_bytes(a: bytes, b: bytes) -> bytes:
+    """Return ``a XOR b``.
+
+    Raises:
+        ProofError: the inputs differ in length.
+    """
+    if len(a) != len(b):
+        raise ProofError("xor_bytes: inputs differ in length")
+    return (int.from_bytes(a, "little") ^ int.from_bytes(b, "little")).to_bytes(len(a), "little")
