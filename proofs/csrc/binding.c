@@ -1,27 +1,30 @@
-/* Thin CPython binding for the proofs C core: buffers in, bytes out, the GIL released on long
- * calls. All logic lives in the core files (no Python.h there). Errors are raised as
- * proofs.ProofError, which proofs/__init__.py injects with set_error_class(). */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+/* Thin CPython binding for the proofs C core: module set-up and shared helpers.
+ *
+ * All logic lives in the core files (no Python.h there). Each topic has its own binding file
+ * (binding_*.c) exporting a NULL-terminated PyMethodDef table declared in binding.h; this file
+ * concatenates them into one module. Errors are raised as proofs.ProofError, which
+ * proofs/__init__.py injects with set_error_class(). */
+#include "binding.h"
 
 #include "xor.h"
 
-static PyObject *ProofErrorClass = NULL;
+PyObject *sd_proof_error_class = NULL;
 
-static PyObject *raise_proof_error(const char *msg) {
-    PyErr_SetString(ProofErrorClass ? ProofErrorClass : PyExc_ValueError, msg);
+PyObject *sd_raise_proof_error(const char *msg) {
+    PyErr_SetString(sd_proof_error_class ? sd_proof_error_class : PyExc_ValueError, msg);
     return NULL;
 }
 
 static PyObject *py_set_error_class(PyObject *self, PyObject *cls) {
     (void)self;
-    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, (PyTypeObject *)PyExc_Exception)) {
+    if (!PyType_Check(cls) ||
+        !PyType_IsSubtype((PyTypeObject *)cls, (PyTypeObject *)PyExc_Exception)) {
         PyErr_SetString(PyExc_TypeError, "set_error_class needs an Exception subclass");
         return NULL;
     }
-    Py_XDECREF(ProofErrorClass);
+    Py_XDECREF(sd_proof_error_class);
     Py_INCREF(cls);
-    ProofErrorClass = cls;
+    sd_proof_error_class = cls;
     Py_RETURN_NONE;
 }
 
@@ -32,7 +35,7 @@ static PyObject *py_xor_bytes(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*y*", &a, &b)) return NULL;
     PyObject *out = NULL;
     if (a.len != b.len) {
-        raise_proof_error("xor_bytes: inputs differ in length");
+        sd_raise_proof_error("xor_bytes: inputs differ in length");
         goto done;
     }
     out = PyBytes_FromStringAndSize(NULL, a.len);
@@ -47,15 +50,34 @@ done:
     return out;
 }
 
-static PyMethodDef methods[] = {
-    {"set_error_class", py_set_error_class, METH_O, "Set the exception class raised on proof errors."},
+static PyMethodDef base_methods[] = {
+    {"set_error_class", py_set_error_class, METH_O,
+     "Set the exception class raised on proof errors."},
     {"xor_bytes", py_xor_bytes, METH_VARARGS, "xor_bytes(a, b) -> bytes"},
     {NULL, NULL, 0, NULL},
 };
 
+/* Every topic's table; add a new binding_*.c table here and in binding.h. */
+static PyMethodDef *const tables[] = {base_methods, sd_merkle_methods, sd_seal_methods};
+
+static PyMethodDef all_methods[256];
+
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "proofs._native", "storaged proofs C core binding", -1, methods,
+    PyModuleDef_HEAD_INIT, "proofs._native", "storaged proofs C core binding", -1, all_methods,
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__native(void) {
+    size_t n = 0;
+    for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++) {
+        for (PyMethodDef *m = tables[t]; m->ml_name != NULL; m++) {
+            if (n + 1 >= sizeof(all_methods) / sizeof(all_methods[0])) {
+                PyErr_SetString(PyExc_RuntimeError, "proofs._native: too many methods");
+                return NULL;
+            }
+            all_methods[n++] = *m;
+        }
+    }
+    all_methods[n] = (PyMethodDef){NULL, NULL, 0, NULL};
+    return PyModule_Create(&module);
+}

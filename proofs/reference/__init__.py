@@ -1,7 +1,9 @@
 """Pure-Python twin of the proofs C core: readable, slow, and the specification.
 
 Every function here has the same name, arguments and results as its C counterpart in
-``proofs._native``; the tests run both on the same inputs and compare.
+``proofs._native``; the tests run both on the same inputs and compare.  The twin is split by
+topic (``merkle``, ``sealing``, ...) and this package re-exports every public function, so
+``proofs.reference.NAME`` mirrors ``proofs._native.NAME``.
 """
 
 from __future__ import annotations
