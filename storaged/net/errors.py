@@ -1,0 +1,67 @@
+"""Network error leaves, under the project's :mod:`storaged.errors` branches.
+
+A remote handler that fails sends an error *code* on the wire (see :mod:`storaged.net.rpc`);
+the caller raises the matching class below, so code above the network layer can catch
+"the peer said not found" apart from "the peer is gone" or "the peer broke the protocol".
+"""
+
+from __future__ import annotations
+
+from storaged.errors import PeerUnavailable, RemoteError
+
+
+class StreamBroken(PeerUnavailable):
+    """The stream was reset or ended early: the peer closed, crashed or was cut off."""
+
+
+class DeadlineExceeded(PeerUnavailable):
+    """The peer did not answer within the deadline."""
+
+
+class RemoteRejected(RemoteError):
+    """The peer understood the request and refused it (the error code says why)."""
+
+    code = "rejected"
+
+
+class RemoteNotFound(RemoteRejected):
+    """The peer does not hold what was asked for."""
+
+    code = "not_found"
+
+
+class RemoteBadRequest(RemoteRejected):
+    """The peer says our request was malformed or invalid."""
+
+    code = "bad_request"
+
+
+class RemoteBusy(RemoteRejected):
+    """The peer is overloaded or out of space; try again later or elsewhere."""
+
+    code = "busy"
+
+
+class RemoteInternalError(RemoteRejected):
+    """The peer's handler failed with a bug of its own."""
+
+    code = "internal"
+
+
+class RemoteIntegrityFailure(RemoteRejected):
+    """The peer says the bytes it received failed verification."""
+
+    code = "integrity"
+
+
+ERROR_CLASSES: dict[str, type[RemoteRejected]] = {
+    cls.code: cls
+    for cls in (
+        RemoteRejected,
+        RemoteNotFound,
+        RemoteBadRequest,
+        RemoteBusy,
+        RemoteInternalError,
+        RemoteIntegrityFailure,
+    )
+}

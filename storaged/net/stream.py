@@ -1,0 +1,78 @@
+"""A byte stream to one peer, as the rest of storaged sees it (no libp2p types leak out).
+
+py-libp2p streams have two traps this wrapper closes: reads and writes never time out (a hung
+peer blocks forever), and every failure is a different libp2p exception.  Here every call takes
+a deadline and every failure is one of :class:`StreamBroken` / :class:`DeadlineExceeded`.
+``read`` returns ``b""`` at a clean end of stream, like a socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+import trio
+from libp2p.network.stream.exceptions import StreamEOF
+
+from storaged.net.errors import DeadlineExceeded, StreamBroken
+
+log = logging.getLogger(__name__)
+
+
+class Stream:
+    """One libp2p stream (already negotiated to ``protocol``) with deadlines on every call."""
+
+    def __init__(self, raw: Any, peer: str, protocol: str) -> None:
+        self._raw = raw
+        self.peer = peer
+        self.protocol = protocol
+
+    async def read(self, max_bytes: int, *, timeout: float) -> bytes:
+        """Up to ``max_bytes`` of what has arrived, waiting for at least one; ``b""`` at EOF.
+
+        Raises:
+            DeadlineExceeded: nothing arrived within ``timeout`` seconds.
+            StreamBroken: the stream was reset or failed.
+        """
+        try:
+            with trio.fail_after(timeout):
+                data: bytes = await self._raw.read(max_bytes)
+                return data
+        except StreamEOF:
+            return b""
+        except trio.TooSlowError:
+            raise DeadlineExceeded(f"{self._who()}: no data for {timeout:g}s") from None
+        except Exception as exc:
+            raise StreamBroken(f"{self._who()}: read failed: {exc!r}") from exc
+
+    async def write(self, data: bytes, *, timeout: float) -> None:
+        """Send ``data``, waiting for the peer's flow-control window if needed.
+
+        Raises:
+            DeadlineExceeded: the peer did not accept the bytes within ``timeout`` seconds.
+            StreamBroken: the stream was reset or failed.
+        """
+        try:
+            with trio.fail_after(timeout):
+                await self._raw.write(data)
+        except trio.TooSlowError:
+            raise DeadlineExceeded(f"{self._who()}: write stalled for {timeout:g}s") from None
+        except Exception as exc:
+            raise StreamBroken(f"{self._who()}: write failed: {exc!r}") from exc
+
+    async def close(self, *, timeout: float = 5.0) -> None:
+        """Half-close our side cleanly (the peer reads EOF); falls back to reset on failure."""
+        try:
+            with trio.fail_after(timeout):
+                await self._raw.close()
+        except Exception:
+            await self.reset()
+
+    async def reset(self) -> None:
+        """Abort the stream in both directions; never raises."""
+        with trio.move_on_after(2.0), contextlib.suppress(Exception):
+            await self._raw.reset()
+
+    def _who(self) -> str:
+        return f"peer {self.peer[:16]}… {self.protocol}"
