@@ -46,7 +46,7 @@ from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
-from trio.lowlevel import TaskStatus
+from trio._core._run import TaskStatus  # mypy does not see the trio.TaskStatus re-export
 
 from storaged.errors import ConfigError, LocalBugError, RemoteError, ResourceError
 from storaged.net.errors import DeadlineExceeded, StreamBroken
