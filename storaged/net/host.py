@@ -46,7 +46,6 @@ from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
-from trio._core._run import TaskStatus  # mypy does not see the trio.TaskStatus re-export
 
 from storaged.errors import ConfigError, LocalBugError, RemoteError, ResourceError
 from storaged.net.errors import DeadlineExceeded, StreamBroken
@@ -141,7 +140,7 @@ class Node:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def run(self, *, task_status: TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Listen, report the listen addrs via ``task_status.started``, serve until cancelled.
 
         Bootstrap peers are dialed in the background; failures are logged, not raised.
