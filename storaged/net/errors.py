@@ -7,6 +7,11 @@ the caller raises the matching class below, so code above the network layer can 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import trio
+
 from storaged.errors import PeerUnavailable, RemoteError
 
 
@@ -65,3 +70,27 @@ ERROR_CLASSES: dict[str, type[RemoteRejected]] = {
         RemoteIntegrityFailure,
     )
 }
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
+
+
+@contextmanager
+def first_error() -> Iterator[None]:
+    """Turn an exception group from a nursery into its one meaningful error.
+
+    When a transfer's helper task fails, trio cancels its siblings and raises a group; callers
+    want the error itself (``except PeerUnavailable``).  Cancellations are dropped; if several
+    real errors remain, the first is raised (the others are its ``__context__``-free siblings,
+    logged at debug level by the caller if needed).
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        real = [e for e in _leaves(group) if not isinstance(e, trio.Cancelled)]
+        if not real:
+            raise
+        raise real[0] from group

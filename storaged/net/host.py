@@ -48,7 +48,7 @@ from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from storaged.errors import ConfigError, LocalBugError, RemoteError, ResourceError
-from storaged.net.errors import DeadlineExceeded, StreamBroken
+from storaged.net.errors import DeadlineExceeded, StreamBroken, first_error
 from storaged.net.identity import HomeLock, load_or_create_key
 from storaged.net.stream import Stream
 
@@ -98,7 +98,8 @@ def _guard(protocol: str, handler: StreamHandler) -> Callable[[Any], Awaitable[N
         peer = str(raw.muxed_conn.peer_id)
         stream = Stream(raw, peer, protocol)
         try:
-            await handler(stream)
+            with first_error():
+                await handler(stream)
         except RemoteError as exc:
             # The peer misbehaved or vanished: expected in an open network, log briefly.
             log.info("%s from %s: %s: %s", protocol, peer, type(exc).__name__, exc)
@@ -129,6 +130,10 @@ class Node:
             muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
             connection_config=ConnectionConfig(
                 max_connections_per_peer=1,
+                # Dialing is ours (bootstrap + chain registry); libp2p's auto-connector would
+                # otherwise dial up to 200 peerstore entries whenever we hold few connections.
+                min_connections=0,
+                low_watermark=0,
                 dial_timeout=config.connect_timeout,
                 inbound_stream_protocol_negotiation_timeout=config.negotiate_timeout,
                 outbound_stream_protocol_negotiation_timeout=config.negotiate_timeout,
@@ -275,9 +280,18 @@ class Node:
             StreamBroken: the peer is unreachable or does not speak ``protocol``.
         """
         timeout = self.config.stream_open_timeout if timeout is None else timeout
+        pid = ID.from_base58(peer)
         try:
             with trio.fail_after(timeout):
-                raw = await self._host.new_stream(ID.from_base58(peer), [TProtocol(protocol)])
+                try:
+                    raw = await self._host.new_stream(pid, [TProtocol(protocol)])
+                except Exception as exc:
+                    if "No valid connections" not in str(exc):
+                        raise
+                    # py-libp2p keeps a dead connection in its table after the peer vanished
+                    # and will not redial; drop it and dial afresh, once.
+                    await self._host.disconnect(pid)
+                    raw = await self._host.new_stream(pid, [TProtocol(protocol)])
         except trio.TooSlowError:
             raise DeadlineExceeded(
                 f"open {protocol} to {peer}: no answer in {timeout:g}s"

@@ -1,0 +1,261 @@
+"""Push and fetch between real hosts: big objects, resume, refusals, killed peers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import blake3
+import pytest
+import trio
+
+from storaged.errors import IntegrityError, PeerUnavailable, ProtocolViolation
+from storaged.net import flow
+from storaged.net.errors import RemoteIntegrityFailure, RemoteNotFound
+from storaged.net.files import FileStore
+from storaged.net.host import Node
+from storaged.net.push import PushReceiverSession, PushSenderSession
+from storaged.net.rpc import QUERY, Rpc
+from storaged.net.testing import cluster
+from storaged.net.transfer import Transfers
+from tests.net.peer_process import pattern_bytes
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_object(store: FileStore, key: bytes, size: int) -> bytes:
+    """Write ``size`` random bytes as ``key``; return their blake3."""
+    hasher = blake3.blake3()
+    with open(store.path(key), "wb") as f:
+        left = size
+        while left:
+            chunk = os.urandom(min(8 << 20, left))
+            hasher.update(chunk)
+            f.write(chunk)
+            left -= len(chunk)
+    return hasher.digest()
+
+
+def file_hash(path: Path) -> bytes:
+    return blake3.blake3(path.read_bytes(), max_threads=blake3.blake3.AUTO).digest()
+
+
+def two_stores(tmp_path: Path) -> tuple[FileStore, FileStore]:
+    return FileStore(tmp_path / "a"), FileStore(tmp_path / "b")
+
+
+@pytest.mark.slow
+async def test_push_256_mib_and_fetch_a_range(tmp_path: Path) -> None:
+    src, dst = two_stores(tmp_path)
+    size = 256 << 20
+    digest = make_object(src, b"share-1", size)
+    transfers: dict[str, Transfers] = {}
+
+    def setup(node: Node) -> None:
+        transfers[node.peer_id] = t = Transfers(node)
+        t.serve_push(dst)
+        t.serve_fetch(dst)
+
+    async with cluster(2, setup=setup) as (a, b):
+        with trio.fail_after(120):
+            result = await transfers[a.peer_id].push(b.peer_id, b"share-1", src, digest=digest)
+        assert (result.size, result.resumed_from, result.attempts) == (size, 0, 1)
+        assert file_hash(dst.path(b"share-1")) == digest
+
+        got = bytearray()
+
+        async def consume(offset: int, data: bytes) -> None:
+            assert offset == (100 << 20) + 12345 + len(got)
+            got.extend(data)
+
+        with trio.fail_after(30):
+            res = await transfers[a.peer_id].fetch(
+                b.peer_id, b"share-1", consume, offset=(100 << 20) + 12345, length=3 << 20
+            )
+        assert (res.size, res.length) == (size, 3 << 20)
+        expected = src.path(b"share-1").read_bytes()[(100 << 20) + 12345 :][: 3 << 20]
+        assert bytes(got) == expected
+
+
+class CuttingStore(FileStore):
+    """A sink that drops the connection to the pusher once ``cut_at`` bytes are stored."""
+
+    node: Node
+    cut_at: int
+    cut_done = False
+
+    async def write(self, key: bytes, offset: int, data: bytes) -> None:
+        await super().write(key, offset, data)
+        if not self.cut_done and offset + len(data) >= self.cut_at:
+            self.cut_done = True
+            for peer in self.node.connected_peers():
+                await self.node.disconnect(peer)
+
+
+async def test_push_resumes_after_the_connection_is_killed(tmp_path: Path) -> None:
+    src = FileStore(tmp_path / "a")
+    dst = CuttingStore(tmp_path / "b")
+    size = 24 << 20
+    digest = make_object(src, b"k", size)
+    transfers: dict[str, Transfers] = {}
+    async with cluster(2) as (a, b):
+        dst.node, dst.cut_at = b, 10 << 20
+        transfers[a.peer_id] = Transfers(a, stall_timeout=5)
+        Transfers(b).serve_push(dst)
+        with trio.fail_after(60):
+            result = await transfers[a.peer_id].push(b.peer_id, b"k", src, attempts=3)
+        assert dst.cut_done
+        assert result.attempts == 2
+        assert 10 << 20 <= result.resumed_from < size
+        assert file_hash(dst.path(b"k")) == digest
+        assert not list(dst.dir.glob("*.part"))
+
+
+async def test_fetch_resumes_and_reports_missing(tmp_path: Path) -> None:
+    src = FileStore(tmp_path / "a")
+    size = 20 << 20
+    make_object(src, b"obj", size)
+    async with cluster(2) as (a, b):
+        Transfers(b).serve_fetch(src)
+        client = Transfers(a, stall_timeout=5)
+        got = bytearray()
+        cut = trio.Event()
+
+        async def consume(offset: int, data: bytes) -> None:
+            assert offset == len(got)
+            got.extend(data)
+            if len(got) >= 7 << 20:
+                cut.set()
+
+        async def cutter() -> None:
+            await cut.wait()
+            await a.disconnect(b.peer_id)
+
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(cutter)
+                res = await client.fetch(b.peer_id, b"obj", consume)
+            assert res.attempts == 2 and res.size == size
+            assert blake3.blake3(bytes(got)).digest() == file_hash(src.path(b"obj"))
+            with pytest.raises(RemoteNotFound, match="not stored here"):
+                await client.fetch(b.peer_id, b"nope", consume)
+
+
+async def test_wrong_digest_is_refused_and_discarded(tmp_path: Path) -> None:
+    src, dst = two_stores(tmp_path)
+    make_object(src, b"x", 3 << 20)
+    async with cluster(2) as (a, b):
+        Transfers(b).serve_push(dst)
+        with trio.fail_after(30), pytest.raises(RemoteIntegrityFailure, match="do not match"):
+            await Transfers(a).push(b.peer_id, b"x", src, digest=b"\0" * 32)
+        assert not dst.path(b"x").exists()
+        assert not list(dst.dir.glob("*.part"))
+
+
+def test_sender_beyond_credit_is_a_protocol_violation() -> None:
+    sender = PushSenderSession(b"k", 10 << 20, b"\1" * 32)
+    receiver = PushReceiverSession(window=2 << 20)
+    [_offer] = receiver.receive_data(sender.offer())
+    sender.receive_data(receiver.accept(0))
+    assert sender.flow is not None and sender.flow.allowed() == 2 << 20
+    receiver.receive_data(sender.data(b"a" * (1 << 20)))
+    receiver.receive_data(sender.data(b"a" * (1 << 20)))
+    cheat = PushSenderSession.__new__(PushSenderSession)  # a peer ignoring credit
+    from storaged.net.push import TABLE
+
+    with pytest.raises(ProtocolViolation, match="exceed credit"):
+        receiver.receive_data(TABLE.encode("data", b"a" * flow.MIN_CHUNK))
+    del cheat
+
+
+def test_tiny_chunks_mid_object_are_refused() -> None:
+    sender = PushSenderSession(b"k", 10 << 20, b"\1" * 32)
+    receiver = PushReceiverSession(window=2 << 20)
+    receiver.receive_data(sender.offer())
+    sender.receive_data(receiver.accept(0))
+    with pytest.raises(ProtocolViolation, match="below"):
+        receiver.receive_data(sender.data(b"a" * 100))
+
+
+# -- real OS processes -----------------------------------------------------------------------
+
+
+async def start_peer(tmp_path: Path, mib: int) -> tuple[trio.Process, str]:
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "tests.net.peer_process", str(tmp_path / "peer"), str(mib)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    line = b""
+    with trio.fail_after(30):
+        while not line.endswith(b"\n"):
+            data = await proc.stdout.receive_some(1024)
+            assert data, "peer process exited before listening"
+            line += data
+    return proc, line.decode().strip()
+
+
+async def stop(proc: trio.Process) -> None:
+    if proc.returncode is None:
+        proc.kill()
+    with trio.CancelScope(shield=True), trio.fail_after(10):
+        await proc.wait()
+    if proc.stdout is not None:
+        await proc.stdout.aclose()
+
+
+@pytest.mark.slow
+async def test_two_processes_push_fetch_and_query(tmp_path: Path) -> None:
+    proc, addr = await start_peer(tmp_path, 0)
+    try:
+        src = FileStore(tmp_path / "mine")
+        digest = make_object(src, b"two-proc", 16 << 20)
+        async with cluster(1) as (me,):
+            with trio.fail_after(60):
+                peer = await me.connect(addr)
+                got = await Rpc(me).request(peer, QUERY, {"hello": 1})
+                assert got == {"echo": {"hello": 1}}
+                await Transfers(me).push(peer, b"two-proc", src)
+                back = blake3.blake3()
+
+                async def consume(offset: int, data: bytes) -> None:
+                    back.update(data)
+
+                res = await Transfers(me).fetch(peer, b"two-proc", consume)
+                assert res.length == 16 << 20 and back.digest() == digest
+    finally:
+        await stop(proc)
+
+
+@pytest.mark.slow
+async def test_peer_killed_mid_stream_gives_specific_error_in_time(tmp_path: Path) -> None:
+    proc, addr = await start_peer(tmp_path, 64)
+    try:
+        async with cluster(1) as (me,):
+            client = Transfers(me, stall_timeout=5)
+            peer = await me.connect(addr)
+            received = 0
+
+            async def consume(offset: int, data: bytes) -> None:
+                nonlocal received
+                assert data == pattern_bytes(offset, len(data))
+                received += len(data)
+                if received >= 4 << 20 and proc.returncode is None:
+                    proc.send_signal(signal.SIGKILL)
+
+            start = trio.current_time()
+            with trio.fail_after(20), pytest.raises(PeerUnavailable):
+                await client.fetch(peer, b"big", consume, attempts=1)
+            assert trio.current_time() - start < 15
+            assert 4 << 20 <= received < 64 << 20
+    finally:
+        await stop(proc)
+
+
+def test_integrity_error_is_ours() -> None:
+    # A range hash mismatch is IntegrityError (bad data), not a RemoteError (bad peer).
+    assert not issubclass(IntegrityError, PeerUnavailable)
