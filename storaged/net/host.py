@@ -24,6 +24,7 @@ Lifecycle::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -321,6 +322,20 @@ class Node:
         if got != payload:
             raise StreamBroken(f"ping {peer}: pong does not echo the ping")
         return rtt
+
+    def _set_raw_handler(self, protocol: str, handler: Callable[[Any], Awaitable[None]]) -> None:
+        """Serve ``protocol`` with a handler taking libp2p's own stream (storaged.net only,
+        for libp2p services like pubsub), guarded like :meth:`set_handler`."""
+
+        async def guarded(raw: Any) -> None:
+            try:
+                await handler(raw)
+            except Exception as exc:
+                log.info("%s handler failed: %r", protocol, exc)
+                with trio.move_on_after(2), contextlib.suppress(Exception):
+                    await raw.reset()
+
+        self._host.set_stream_handler(TProtocol(protocol), guarded)
 
     def _libp2p_host(self) -> Any:
         """The wrapped libp2p host, for other storaged.net modules only (gossip)."""

@@ -1,0 +1,234 @@
+"""Gossip for the chain: gossipsub topics for transactions, consensus votes and blocks.
+
+Limits are set here on purpose, against py-libp2p 0.8.1's defaults (measured: see
+docs/architecture.md, network section):
+
+- a local publisher is paced to libp2p's 32-RPC per-peer outbound queue instead of
+  overflowing it (libp2p drops RPCs that do not fit);
+- spam protection allows ``max_per_second`` messages per peer and topic (default 10/s would
+  drop a validator's burst of votes or a client's batch of transactions); we allow 500/s;
+- each subscription queue holds ``queue`` messages (libp2p: 32, silently dropping the rest when
+  a burst arrives in one read); we replace it with a per-topic queue sized for the topic;
+- messages are signed by their origin (strict signing) and identified by the blake3 of their
+  data, so the same transaction gossiped twice is delivered once;
+- every topic has a size limit, enforced by a validator before delivery or forwarding.
+
+Loss is still possible (a peer offline, a queue overflow under a flood).  It is harmless by
+design: gossip is only the fast path.  Transactions stay in the sender's mempool and are
+re-gossiped until included; votes are re-sent each round step; a node that misses a block or
+a commit fetches it over ``/storaged/sync/1.0.0`` (request/response), which never drops.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import blake3
+import trio
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+from libp2p.pubsub.gossipsub import PROTOCOL_ID as GOSSIPSUB_PROTOCOL_ID
+from libp2p.pubsub.gossipsub import GossipSub
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.tools.anyio_service import background_trio_service
+
+from storaged.errors import LocalBugError
+from storaged.net.host import Node
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A gossip topic: its name, the largest message it carries, and its queue depth."""
+
+    name: str
+    max_size: int
+    queue: int
+
+
+TXS = Topic("/storaged/txs/1", max_size=64 << 10, queue=4096)
+VOTES = Topic("/storaged/votes/1", max_size=8 << 10, queue=4096)
+BLOCKS = Topic("/storaged/blocks/1", max_size=2 << 20, queue=256)
+
+OUTBOUND_HIGH_WATER = 16  # of libp2p's 32-RPC per-peer outbound queue
+
+Handler = Callable[[str, bytes], Awaitable[None]]
+"""``handler(origin_peer_id, data)``; exceptions are logged, never propagated."""
+
+
+@dataclass(frozen=True)
+class Message:
+    """A delivered gossip message: who originated it and its bytes."""
+
+    origin: str
+    data: bytes
+
+
+def _message_id(msg: Any) -> bytes:
+    return blake3.blake3(bytes(msg.data)).digest()
+
+
+class Gossip:
+    """Gossipsub on a :class:`Node`: ``await nursery.start(gossip.run)``, then subscribe and
+    publish.  Start it right after constructing it: until it runs, libp2p's connection
+    notifications to pubsub wait for it (new connections would stall)."""
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        max_per_second: float = 500.0,
+        degree: int = 6,
+        heartbeat_seconds: int = 1,
+    ) -> None:
+        self.node = node
+        host = node._libp2p_host()
+        self._router = GossipSub(
+            protocols=[TProtocol(GOSSIPSUB_PROTOCOL_ID)],
+            degree=degree,
+            degree_low=max(1, degree - 2),
+            degree_high=degree * 2,
+            heartbeat_interval=heartbeat_seconds,
+            heartbeat_initial_delay=0.1,
+            max_messages_per_topic_per_second=max_per_second,
+        )
+        self._pubsub = Pubsub(
+            host,
+            self._router,
+            strict_signing=True,
+            msg_id_constructor=_message_id,
+            max_inbound_rpc_size=4 << 20,
+        )
+        # pubsub registers a bare stream handler; an exception there (e.g. a stream arriving
+        # while pubsub shuts down) would kill the host, so re-register it guarded.
+        for protocol in self._router.get_protocols():
+            node._set_raw_handler(str(protocol), self._pubsub.stream_handler)
+        self._topics: dict[str, Topic] = {}
+        self._queues: dict[str, trio.MemoryReceiveChannel[Any]] = {}
+        self.dropped = 0
+        self._running = False
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the pubsub service until cancelled; ``started()`` once it accepts subscriptions."""
+        async with background_trio_service(self._pubsub), background_trio_service(self._router):
+            await self._pubsub.wait_until_ready()
+            # Pubsub learns of peers from connection events; peers connected before it ran
+            # would stay unknown, so introduce them now.
+            for peer in self.node._libp2p_host().get_connected_peers():
+                self._pubsub.manager.run_task(self._pubsub._handle_new_peer_with_retry, peer)
+            self._running = True
+            try:
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                self._running = False
+
+    async def subscribe(self, topic: Topic) -> Subscription:
+        """Join ``topic``; return a channel of its messages (size-checked, deduplicated).
+
+        Read it promptly: when its ``topic.queue`` messages are unread, newer ones are dropped
+        (counted in :attr:`dropped`) and must be recovered through sync.
+        """
+        if not self._running:
+            raise LocalBugError("Gossip.subscribe before Gossip.run started")
+        if topic.name in self._topics:
+            raise LocalBugError(f"already subscribed to {topic.name}")
+        self._topics[topic.name] = topic
+
+        def validate(peer: ID, msg: Any) -> bool:
+            if len(msg.data) > topic.max_size:
+                log.info("dropping %d-byte message on %s from %s", len(msg.data), topic.name, peer)
+                return False
+            return True
+
+        self._pubsub.set_topic_validator(topic.name, validate, False)
+        await self._pubsub.subscribe(topic.name)
+        # py-libp2p gives every subscription a 32-slot queue and drops on overflow; swap in
+        # one of the topic's chosen depth (pubsub writes with send_nowait, never blocks).
+        send, recv = trio.open_memory_channel[Any](topic.queue)
+        old = self._pubsub.subscribed_topics_send[topic.name]
+        table: dict[str, Any] = self._pubsub.subscribed_topics_send
+        table[topic.name] = _CountingSend(send, self)
+        await old.aclose()
+        self._queues[topic.name] = recv
+        return Subscription(recv)
+
+    async def publish(self, topic: Topic, data: bytes) -> None:
+        """Gossip ``data`` on ``topic`` (we need not be subscribed).
+
+        Raises:
+            LocalBugError: ``data`` exceeds the topic's size limit (peers would drop it).
+        """
+        if len(data) > topic.max_size:
+            raise LocalBugError(f"{len(data)}-byte message exceeds {topic.name} limit")
+        # libp2p queues at most 32 outbound RPCs per peer and drops the rest; a local burst
+        # would overflow it before its sender task runs.  Publishing therefore waits while
+        # any peer's queue is half full: the publisher is slowed, nothing is dropped.
+        queues = self._pubsub.peer_queues
+        while any(len(q) >= OUTBOUND_HIGH_WATER for q in queues.values()):  # noqa: ASYNC110
+            await trio.sleep(0.001)  # libp2p offers no event for "queue drained"
+        await self._pubsub.publish(topic.name, data)
+
+    def topic_peers(self, topic: Topic) -> list[str]:
+        """Peers known to be subscribed to ``topic``."""
+        return [str(p) for p in self._pubsub.peer_topics.get(topic.name, ())]
+
+    async def wait_for_topic_peers(self, topic: Topic, count: int, *, timeout: float) -> None:
+        """Return once ``count`` peers are subscribed to ``topic``.
+
+        libp2p exposes no event for subscription changes, so this polls every 20 ms.
+
+        Raises:
+            trio.TooSlowError: not enough peers within ``timeout``.
+        """
+        with trio.fail_after(timeout):
+            while len(self.topic_peers(topic)) < count:  # noqa: ASYNC110 (no libp2p event)
+                await trio.sleep(0.02)
+
+
+class _CountingSend:
+    """A send channel that counts (and logs) messages dropped on a full queue."""
+
+    def __init__(self, inner: trio.MemorySendChannel[Any], owner: Gossip) -> None:
+        self._inner = inner
+        self._owner = owner
+
+    def send_nowait(self, value: Any) -> None:
+        try:
+            self._inner.send_nowait(value)
+        except trio.WouldBlock:
+            self._owner.dropped += 1
+            log.warning("gossip queue full: message dropped (recovered via sync)")
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class Subscription:
+    """The messages of one subscribed topic, in arrival order: ``await sub.receive()`` or
+    ``async for msg in sub``."""
+
+    def __init__(self, recv: trio.MemoryReceiveChannel[Any]) -> None:
+        self._recv = recv
+
+    async def receive(self) -> Message:
+        """The next message.
+
+        Raises:
+            trio.EndOfChannel: the gossip service stopped.
+        """
+        msg = await self._recv.receive()
+        return Message(str(ID(bytes(msg.from_id))), bytes(msg.data))
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Message:
+        try:
+            return await self.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
