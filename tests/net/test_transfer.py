@@ -259,3 +259,21 @@ async def test_peer_killed_mid_stream_gives_specific_error_in_time(tmp_path: Pat
 def test_integrity_error_is_ours() -> None:
     # A range hash mismatch is IntegrityError (bad data), not a RemoteError (bad peer).
     assert not issubclass(IntegrityError, PeerUnavailable)
+
+
+class HungStore(FileStore):
+    """A sink whose disk never returns from a write (a hung provider)."""
+
+    async def write(self, key: bytes, offset: int, data: bytes) -> None:
+        await trio.sleep_forever()
+
+
+async def test_hung_receiver_gives_deadline_error_not_a_hang(tmp_path: Path) -> None:
+    src = FileStore(tmp_path / "a")
+    make_object(src, b"h", 16 << 20)
+    async with cluster(2) as (a, b):
+        Transfers(b).serve_push(HungStore(tmp_path / "b"))
+        start = trio.current_time()
+        with trio.fail_after(20), pytest.raises(PeerUnavailable, match="no data for 1s"):
+            await Transfers(a, stall_timeout=1).push(b.peer_id, b"h", src, attempts=2)
+        assert trio.current_time() - start < 10
