@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -90,6 +91,32 @@ def parse_multiaddr(addr: str) -> tuple[str, multiaddr.Multiaddr]:
     except Exception as exc:
         raise ConfigError(f"bad peer multiaddr {addr!r}: {exc}") from exc
     return str(info.peer_id), ma
+
+
+def _check_port_free(ma: multiaddr.Multiaddr) -> None:
+    """Fail if a fixed TCP port in ``ma`` is taken.
+
+    py-libp2p listens with SO_REUSEPORT, so a second daemon on the same port would *share*
+    it (the kernel splits incoming connections between them) instead of failing.  A probe
+    bind without SO_REUSEPORT fails on a port held by anyone, so we try one first.
+
+    Raises:
+        ResourceError: the port is in use.
+    """
+    try:
+        port = int(ma.value_for_protocol("tcp"))
+        ip = ma.value_for_protocol("ip4") or ma.value_for_protocol("ip6")
+    except Exception:
+        return  # not a TCP/IP multiaddr: libp2p will judge it
+    if not port or not ip:
+        return
+    family = socket.AF_INET6 if ":" in str(ip) else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((str(ip), port))
+        except OSError as exc:
+            raise ResourceError(f"cannot listen on {ma}: port {port} is in use ({exc})") from exc
 
 
 def _guard(protocol: str, handler: StreamHandler) -> Callable[[Any], Awaitable[None]]:
@@ -162,6 +189,8 @@ class Node:
                 listen = [multiaddr.Multiaddr(a) for a in self.config.listen]
             except Exception as exc:
                 raise ConfigError(f"bad listen address in {self.config.listen!r}: {exc}") from exc
+            for ma in listen:
+                _check_port_free(ma)
             async with self._host.run(listen):
                 try:
                     if not self._host.get_addrs():

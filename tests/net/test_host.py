@@ -123,3 +123,12 @@ async def test_plaintext_only_dialer_is_refused() -> None:
             with trio.fail_after(10):
                 await good.connect(node.addrs[0])
                 assert await good.ping(node.peer_id) > 0
+
+
+async def test_two_nodes_cannot_share_a_port() -> None:
+    # libp2p sets SO_REUSEPORT; without our probe the second node would share the port.
+    async with cluster(1) as (first,):
+        port = first.addrs[0].split("/tcp/")[1].split("/")[0]
+        second = Node(NodeConfig(listen=(f"/ip4/127.0.0.1/tcp/{port}",)))
+        with trio.fail_after(10), pytest.raises(ResourceError, match=f"port {port} is in use"):
+            await second.run()
