@@ -86,7 +86,7 @@ class MessageTable:
         if mtype.codec is Codec.RAW:
             if not isinstance(body, bytes | bytearray | memoryview):
                 raise LocalBugError(f"{self.protocol} {name}: raw body must be bytes")
-            payload = bytes(body)
+            payload = body if isinstance(body, bytes) else bytes(body)
         else:
             if not isinstance(body, dict):
                 raise LocalBugError(f"{self.protocol} {name}: body must be a dict")
@@ -159,8 +159,12 @@ class FrameDecoder:
         end = 4 + length
         if len(self._buf) < end:
             return None
-        payload = bytes(self._buf[HEADER_SIZE:end])
-        del self._buf[:end]
+        with memoryview(self._buf) as view:
+            payload = bytes(view[HEADER_SIZE:end])  # one copy, even for 1 MiB data frames
+        if end == len(self._buf):
+            self._buf = bytearray()  # common for bulk data: no memmove of a remainder
+        else:
+            del self._buf[:end]
         if mtype.codec is Codec.RAW:
             return Frame(mtype, payload)
         try:
