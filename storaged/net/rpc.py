@@ -250,9 +250,13 @@ class Rpc:
     so a reused stream is never one the server is closing.
     """
 
-    def __init__(self, node: Node, *, server_idle: float = 60.0) -> None:
+    def __init__(self, node: Node, *, server_idle: float = 60.0, max_concurrent: int = 64) -> None:
+        """``max_concurrent`` bounds handler calls running at once across all served
+        protocols; a request beyond it is answered ``busy`` without running the handler."""
         self.node = node
         self.server_idle = server_idle
+        self.max_concurrent = max_concurrent
+        self.running = 0
         self._client_reuse = server_idle / 3
         self._pool: dict[tuple[str, str], list[_Pooled]] = {}
 
@@ -280,6 +284,10 @@ class Rpc:
                     await stream.close()
                     return
                 request = session.receive_data(data)
+            if self.running >= self.max_concurrent:
+                await stream.write(session.refuse("busy", "server busy"), timeout=5)
+                continue
+            self.running += 1
             try:
                 with trio.fail_after(protocol.handler_timeout):
                     body = await handler(stream.peer, request.body)
@@ -293,6 +301,8 @@ class Rpc:
                     out = session.refuse(code, "internal error")
                 else:
                     out = session.refuse(code, str(exc))
+            finally:
+                self.running -= 1
             await stream.write(out, timeout=protocol.handler_timeout)
 
     # client side

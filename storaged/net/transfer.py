@@ -162,29 +162,59 @@ class Transfers:
     """Push and fetch service on a :class:`Node`."""
 
     def __init__(
-        self, node: Node, *, window: int = DEFAULT_WINDOW, stall_timeout: float = 30.0
+        self,
+        node: Node,
+        *,
+        window: int = DEFAULT_WINDOW,
+        stall_timeout: float = 30.0,
+        max_inbound: int = 16,
     ) -> None:
+        """``max_inbound`` bounds concurrent served transfers (each may buffer ``window``
+        bytes); beyond it, new ones are refused with ``busy`` at once."""
         if window < 2 * CHUNK_SIZE:
             raise LocalBugError("transfer window must hold at least two chunks")
         self.node = node
         self.window = window
         self.stall_timeout = stall_timeout
+        self.max_inbound = max_inbound
+        self.inbound = 0
+
+    async def _admit(self, stream: Stream, refusal: bytes) -> bool:
+        """Count one more served transfer, or refuse it (busy) and close the stream."""
+        if self.inbound >= self.max_inbound:
+            await stream.write(refusal, timeout=self.stall_timeout)
+            await stream.close()
+            return False
+        self.inbound += 1
+        return True
 
     # -- provider side -----------------------------------------------------------------------
 
     def serve_push(self, sink: ChunkSink) -> None:
         """Accept pushes into ``sink``."""
 
+        busy = push_proto.PushReceiverSession.refuse("busy", "too many transfers; retry later")
+
         async def handler(stream: Stream) -> None:
-            await self._serve_push(sink, stream)
+            if await self._admit(stream, busy):
+                try:
+                    await self._serve_push(sink, stream)
+                finally:
+                    self.inbound -= 1
 
         self.node.set_handler(push_proto.PROTOCOL, handler)
 
     def serve_fetch(self, source: ChunkSource) -> None:
         """Answer ranged retrievals from ``source``."""
 
+        busy = fetch_proto.FetchServerSession.refuse("busy", "too many transfers; retry later")
+
         async def handler(stream: Stream) -> None:
-            await self._serve_fetch(source, stream)
+            if await self._admit(stream, busy):
+                try:
+                    await self._serve_fetch(source, stream)
+                finally:
+                    self.inbound -= 1
 
         self.node.set_handler(fetch_proto.PROTOCOL, handler)
 

@@ -277,3 +277,29 @@ async def test_hung_receiver_gives_deadline_error_not_a_hang(tmp_path: Path) -> 
         with trio.fail_after(20), pytest.raises(PeerUnavailable, match="no data for 1s"):
             await Transfers(a, stall_timeout=1).push(b.peer_id, b"h", src, attempts=2)
         assert trio.current_time() - start < 10
+
+
+async def test_transfers_beyond_the_limit_are_refused_busy(tmp_path: Path) -> None:
+    from storaged.net.errors import RemoteBusy
+
+    src = FileStore(tmp_path / "a")
+    make_object(src, b"h", 4 << 20)
+    async with cluster(2) as (a, b), trio.open_nursery() as nursery:
+        server = Transfers(b, max_inbound=1)
+        begun = trio.Event()
+
+        class SignallingStore(HungStore):
+            async def begin(self, key: bytes, size: int, digest: bytes) -> int:
+                begun.set()
+                return await super().begin(key, size, digest)
+
+        server.serve_push(SignallingStore(tmp_path / "b"))
+        client = Transfers(a, stall_timeout=30)
+        nursery.start_soon(client.push, b.peer_id, b"h", src)  # occupies the only slot
+
+        with trio.fail_after(10):
+            await begun.wait()
+            assert server.inbound == 1
+            with pytest.raises(RemoteBusy, match="too many transfers"):
+                await client.push(b.peer_id, b"h", src, attempts=1)
+        nursery.cancel_scope.cancel()
