@@ -22,7 +22,6 @@ a commit fetches it over ``/storaged/sync/1.0.0`` (request/response), which neve
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,9 +54,6 @@ VOTES = Topic("/storaged/votes/1", max_size=8 << 10, queue=4096)
 BLOCKS = Topic("/storaged/blocks/1", max_size=2 << 20, queue=256)
 
 OUTBOUND_HIGH_WATER = 16  # of libp2p's 32-RPC per-peer outbound queue
-
-Handler = Callable[[str, bytes], Awaitable[None]]
-"""``handler(origin_peer_id, data)``; exceptions are logged, never propagated."""
 
 
 @dataclass(frozen=True)

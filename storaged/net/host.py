@@ -30,7 +30,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,6 @@ class NodeConfig:
     stream_open_timeout: float = 10.0
     # Seconds libp2p may spend negotiating a protocol on an inbound stream before dropping it.
     negotiate_timeout: float = 10.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_multiaddr(addr: str) -> tuple[str, multiaddr.Multiaddr]:
