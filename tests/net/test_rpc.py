@@ -217,3 +217,34 @@ async def test_fuzz_rpc_protocols_host_survives(caplog: pytest.LogCaptureFixture
         violations = [r for r in caplog.records if "ProtocolViolation" in r.getMessage()]
         assert len(violations) >= 3 * 400
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_requests_beyond_max_concurrent_are_refused_busy() -> None:
+    from storaged.net.errors import RemoteBusy
+
+    entered, release = trio.Event(), trio.Event()
+
+    async def slow(peer: str, body: Any) -> Any:
+        entered.set()
+        await release.wait()
+        return {"done": True}
+
+    rpcs: dict[str, Rpc] = {}
+
+    def setup(node: Node) -> None:
+        rpcs[node.peer_id] = Rpc(node, max_concurrent=1)
+        rpcs[node.peer_id].serve(DEAL, slow)
+
+    async with cluster(2, setup=setup) as (a, b), trio.open_nursery() as nursery:
+        results: list[Any] = []
+
+        async def first() -> None:
+            results.append(await rpcs[a.peer_id].request(b.peer_id, DEAL, {}))
+
+        with trio.fail_after(20):
+            nursery.start_soon(first)
+            await entered.wait()
+            with pytest.raises(RemoteBusy, match="server busy"):
+                await rpcs[a.peer_id].request(b.peer_id, DEAL, {})
+            release.set()
+    assert results == [{"done": True}]
