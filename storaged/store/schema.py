@@ -62,3 +62,43 @@ def hash32(h: bytes) -> bytes:
 def meta_key(name: bytes) -> bytes:
     """Key of a metadata record (schema version and the like)."""
     return META + name
+
+
+# --- chain (0x20-0x3F), owned by storaged.chain -------------------------------------------
+# 0x20-0x2F: the block store (outside the state root).
+CHAIN_BLOCK = b"\x20"  # + u64 height -> block bytes
+CHAIN_BLOCK_HASH = b"\x21"  # + hash32 block hash -> u64 height
+CHAIN_COMMIT = b"\x22"  # + u64 height -> commit certificate bytes (opaque, from consensus)
+CHAIN_RECEIPTS = b"\x23"  # + u64 height -> CBOR list of receipts
+CHAIN_HEAD = b"\x24"  # -> CBOR {"height", "hash", "state_root"} of the last committed block
+# 0x30-0x3F: chain state; every key under these prefixes is covered by the state root.
+CHAIN_STATE_FIRST = 0x30
+CHAIN_STATE_LAST = 0x3F
+STATE_ACCOUNT = b"\x30"  # + 32-byte ed25519 public key -> CBOR account
+STATE_TOTALS = b"\x31"  # -> CBOR {"minted", "burned"}
+STATE_PARAMS = b"\x32"  # -> CBOR chain parameters
+
+
+def chain_block_key(height: int) -> bytes:
+    """Key of the block at ``height``."""
+    return CHAIN_BLOCK + u64(height)
+
+
+def chain_block_hash_key(block_hash: bytes) -> bytes:
+    """Key of the height index entry for a block hash."""
+    return CHAIN_BLOCK_HASH + hash32(block_hash)
+
+
+def chain_commit_key(height: int) -> bytes:
+    """Key of the commit certificate for the block at ``height``."""
+    return CHAIN_COMMIT + u64(height)
+
+
+def chain_receipts_key(height: int) -> bytes:
+    """Key of the receipts of the block at ``height``."""
+    return CHAIN_RECEIPTS + u64(height)
+
+
+def state_account_key(public_key: bytes) -> bytes:
+    """State key of the account of an ed25519 public key."""
+    return STATE_ACCOUNT + hash32(public_key)

@@ -1,0 +1,167 @@
+"""The chain application: what consensus drives, and the only place chain I/O happens.
+
+Consensus treats blocks as opaque bytes and calls, for each height:
+
+- ``propose(height, time, proposer, candidates) -> bytes``: build a block from mempool
+  candidates (invalid ones are skipped, at most ``max_txs_per_block``), with its state root.
+- ``validate(block_bytes) -> None``: raise a :class:`ChainError` leaf if the block must not be
+  voted for; changes nothing.
+- ``commit(block_bytes, certificate) -> bytes``: apply and persist block, certificate, receipts,
+  state changes and the new head in ONE atomic KV batch; returns the block hash.
+
+Genesis (:func:`init_genesis`) writes height 0: allocations, params, totals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from storaged.chain import accounts, encoding
+from storaged.chain.accounts import Account, Params, Totals
+from storaged.chain.apply import apply_tx
+from storaged.chain.block import Block, Header, Parent, apply_block, decode_block, txs_root
+from storaged.chain.errors import ChainError, StateCorrupt
+from storaged.chain.state import StateOverlay
+from storaged.chain.tx import decode_tx
+from storaged.store import schema
+from storaged.store.kv import KV
+
+HEAD_FIELDS: dict[str, type] = {"height": int, "hash": bytes, "time": int, "state_root": bytes}
+GENESIS_PARENT = b"\x00" * 32
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The last committed block."""
+
+    height: int
+    hash: bytes
+    time: int
+    state_root: bytes
+
+
+def init_genesis(
+    kv: KV, chain_id: str, allocations: dict[bytes, int], params: Params, time: int
+) -> Head:
+    """Write the genesis block (height 0) and state into an empty store.
+
+    Raises:
+        StateCorrupt: the store already holds a chain.
+    """
+    if kv.get(schema.CHAIN_HEAD) is not None:
+        raise StateCorrupt("genesis on a store that already has a head")
+    state = StateOverlay(kv)
+    for key in sorted(allocations):
+        accounts.store_account(state, key, Account(balance=allocations[key]))
+    accounts.store_totals(state, Totals(minted=sum(allocations.values())))
+    accounts.store_params(state, params)
+    header = Header(chain=chain_id, height=0, time=time, parent=GENESIS_PARENT,
+                    proposer=GENESIS_PARENT, txs_root=txs_root([]), state_root=state.root())
+    block = Block(header=header, txs=())
+    _persist(kv, state, block, b"", [])
+    return Head(0, header.hash(), time, header.state_root)
+
+
+def _persist(
+    kv: KV, state: StateOverlay, block: Block, certificate: bytes, receipts: list[dict[str, Any]]
+) -> None:
+    h = block.header
+    block_hash = h.hash()
+    with kv.batch() as batch:
+        state.write_to(batch)
+        batch.put(schema.chain_block_key(h.height), block.encode())
+        batch.put(schema.chain_block_hash_key(block_hash), schema.u64(h.height))
+        batch.put(schema.chain_commit_key(h.height), certificate)
+        batch.put(schema.chain_receipts_key(h.height), encoding.encode(receipts))
+        batch.put(schema.CHAIN_HEAD, encoding.encode(
+            {"height": h.height, "hash": block_hash, "time": h.time,
+             "state_root": h.state_root}))
+
+
+class ChainApp:
+    """The application interface consensus calls; owns the chain's KV."""
+
+    def __init__(self, kv: KV, chain_id: str) -> None:
+        self.kv = kv
+        self.chain_id = chain_id
+
+    def head(self) -> Head:
+        """The last committed block.
+
+        Raises:
+            StateCorrupt: no genesis, or a malformed head record.
+        """
+        raw = self.kv.get(schema.CHAIN_HEAD)
+        if raw is None:
+            raise StateCorrupt("chain store has no head (run genesis first)")
+        return Head(**encoding.require_map(encoding.decode(raw), HEAD_FIELDS, "head"))
+
+    def _parent(self) -> Parent:
+        head = self.head()
+        return Parent(self.chain_id, head.height, head.hash, head.time)
+
+    def propose(
+        self, height: int, time: int, proposer: bytes, candidates: Iterable[bytes]
+    ) -> bytes:
+        """Build the block at ``height`` from candidate txs, skipping any that fail.
+
+        Raises:
+            InvalidBlock: ``height``/``time`` do not follow the head (via a self-check).
+        """
+        state = StateOverlay(self.kv)
+        params = accounts.load_params(state)
+        chosen: list[bytes] = []
+        for raw in candidates:
+            if len(chosen) >= params.max_txs_per_block:
+                break
+            trial = state.child()
+            try:
+                apply_tx(trial, decode_tx(raw, self.chain_id), params)
+            except ChainError:
+                continue  # an invalid or now-stale tx is left out, never blocks the others
+            trial.merge_into(state)
+            chosen.append(raw)
+        header = Header(chain=self.chain_id, height=height, time=time,
+                        parent=self.head().hash, proposer=proposer,
+                        txs_root=txs_root(chosen), state_root=state.root())
+        block = Block(header=header, txs=tuple(chosen))
+        self._check(block)
+        return block.encode()
+
+    def _check(self, block: Block) -> tuple[StateOverlay, list[dict[str, Any]]]:
+        state = StateOverlay(self.kv)
+        receipts = apply_block(state, block, self._parent())
+        return state, receipts
+
+    def validate(self, block_bytes: bytes) -> None:
+        """Raise unless ``block_bytes`` is a valid next block; writes nothing.
+
+        Raises:
+            ChainError: the specific rule the block breaks.
+        """
+        self._check(decode_block(block_bytes))
+
+    def commit(self, block_bytes: bytes, certificate: bytes) -> bytes:
+        """Apply and persist a block with its commit certificate atomically; returns its hash.
+
+        Raises:
+            ChainError: the block is invalid (nothing is written).
+        """
+        block = decode_block(block_bytes)
+        state, receipts = self._check(block)
+        _persist(self.kv, state, block, certificate, receipts)
+        return block.header.hash()
+
+    def account(self, public_key: bytes) -> Account:
+        """Committed account of ``public_key``."""
+        return accounts.load_account(StateOverlay(self.kv), public_key)
+
+    def block_at(self, height: int) -> bytes | None:
+        """Committed block bytes at ``height``, if any."""
+        return self.kv.get(schema.chain_block_key(height))
+
+    def state_root(self) -> bytes:
+        """Root over committed state (recomputed; equals the head's state_root)."""
+        return StateOverlay(self.kv).root()
