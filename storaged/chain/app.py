@@ -2,7 +2,7 @@
 
 Consensus treats blocks as opaque bytes and calls, for each height:
 
-- ``propose(height, time, proposer, candidates) -> bytes``: build a block from mempool
+- ``propose(height, time, proposer_key, candidates) -> bytes``: build a block from mempool
   candidates (invalid ones are skipped, at most ``max_txs_per_block``), with its state root.
 - ``validate(block_bytes) -> None``: raise a :class:`ChainError` leaf if the block must not be
   voted for; changes nothing.
@@ -18,11 +18,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from storaged.chain import accounts, encoding
+import nacl.signing
+
+from storaged.chain import accounts, encoding, randomness, vrf
 from storaged.chain.accounts import Account, Params, Totals
 from storaged.chain.apply import apply_tx
 from storaged.chain.block import Block, Header, Parent, apply_block, decode_block, txs_root
-from storaged.chain.errors import ChainError, StateCorrupt
+from storaged.chain.errors import ChainError, InvalidBlock, StateCorrupt, ensure
 from storaged.chain.state import StateOverlay
 from storaged.chain.tx import decode_tx
 from storaged.store import schema
@@ -57,8 +59,11 @@ def init_genesis(
         accounts.store_account(state, key, Account(balance=allocations[key]))
     accounts.store_totals(state, Totals(minted=sum(allocations.values())))
     accounts.store_params(state, params)
+    beacon = randomness.genesis_beacon(chain_id)
+    randomness.store_beacon(state, 0, beacon)
     header = Header(chain=chain_id, height=0, time=time, parent=GENESIS_PARENT,
-                    proposer=GENESIS_PARENT, txs_root=txs_root([]), state_root=state.root())
+                    proposer=GENESIS_PARENT, txs_root=txs_root([]), state_root=state.root(),
+                    beacon=beacon, beacon_proof=bytes(vrf.PROOF_LEN))
     block = Block(header=header, txs=())
     _persist(kv, state, block, b"", [])
     return Head(0, header.hash(), time, header.state_root)
@@ -103,15 +108,25 @@ class ChainApp:
         return Parent(self.chain_id, head.height, head.hash, head.time)
 
     def propose(
-        self, height: int, time: int, proposer: bytes, candidates: Iterable[bytes]
+        self, height: int, time: int, proposer_key: nacl.signing.SigningKey,
+        candidates: Iterable[bytes],
     ) -> bytes:
         """Build the block at ``height`` from candidate txs, skipping any that fail.
 
+        The proposer's ed25519 key also makes the block's VRF beacon.
+
         Raises:
-            InvalidBlock: ``height``/``time`` do not follow the head (via a self-check).
+            InvalidBlock: ``height``/``time`` do not follow the head.
         """
         state = StateOverlay(self.kv)
         params = accounts.load_params(state)
+        head = self.head()
+        ensure(height == head.height + 1, InvalidBlock,
+               f"cannot propose height {height} on head {head.height}")
+        previous = randomness.load_beacon(state, height - 1)
+        proof = vrf.prove(bytes(proposer_key), randomness.beacon_input(height, previous))
+        beacon = vrf.proof_to_hash(proof)
+        randomness.store_beacon(state, height, beacon)
         chosen: list[bytes] = []
         for raw in candidates:
             if len(chosen) >= params.max_txs_per_block:
@@ -124,8 +139,9 @@ class ChainApp:
             trial.merge_into(state)
             chosen.append(raw)
         header = Header(chain=self.chain_id, height=height, time=time,
-                        parent=self.head().hash, proposer=proposer,
-                        txs_root=txs_root(chosen), state_root=state.root())
+                        parent=self.head().hash, proposer=bytes(proposer_key.verify_key),
+                        txs_root=txs_root(chosen), state_root=state.root(),
+                        beacon=beacon, beacon_proof=proof)
         block = Block(header=header, txs=tuple(chosen))
         self._check(block)
         return block.encode()

@@ -5,7 +5,10 @@ Wire format, version 1 (canonical CBOR)::
     Block = {"header": Header, "txs": [SignedTx bytes, ...]}
     Header = {"v": 1, "chain": text, "height": uint, "time": uint (unix seconds, proposer's),
               "parent": bytes(32) parent block hash, "proposer": bytes(32) ed25519 key,
-              "txs_root": bytes(32), "state_root": bytes(32) root AFTER applying this block}
+              "txs_root": bytes(32), "state_root": bytes(32) root AFTER applying this block,
+              "beacon": bytes(64), "beacon_proof": bytes(80) proposer's VRF proof}
+
+The beacon rules are in :mod:`storaged.chain.randomness` (genesis carries a zero proof).
 
 ``txs_root = blake3(encode([blake3(tx) for tx in txs]))``; the block hash is
 ``blake3(encode(Header))``.  Blocks carry no signature of their own: consensus commit
@@ -17,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from storaged.chain import accounts, encoding
+from storaged.chain import accounts, encoding, randomness, vrf
 from storaged.chain.apply import apply_tx
 from storaged.chain.errors import InvalidBlock, MalformedEncoding, ensure
 from storaged.chain.state import StateOverlay
@@ -26,7 +29,7 @@ from storaged.chain.tx import decode_tx
 BLOCK_VERSION = 1
 HEADER_FIELDS: dict[str, type] = {
     "v": int, "chain": str, "height": int, "time": int, "parent": bytes, "proposer": bytes,
-    "txs_root": bytes, "state_root": bytes,
+    "txs_root": bytes, "state_root": bytes, "beacon": bytes, "beacon_proof": bytes,
 }
 
 
@@ -41,12 +44,15 @@ class Header:
     proposer: bytes
     txs_root: bytes
     state_root: bytes
+    beacon: bytes
+    beacon_proof: bytes
 
     def to_map(self) -> dict[str, Any]:
         """The header as its CBOR map."""
         return {"v": BLOCK_VERSION, "chain": self.chain, "height": self.height,
                 "time": self.time, "parent": self.parent, "proposer": self.proposer,
-                "txs_root": self.txs_root, "state_root": self.state_root}
+                "txs_root": self.txs_root, "state_root": self.state_root,
+                "beacon": self.beacon, "beacon_proof": self.beacon_proof}
 
     def hash(self) -> bytes:
         """The block hash."""
@@ -81,10 +87,14 @@ def decode_block(raw: bytes) -> Block:
     ensure(h["v"] == BLOCK_VERSION, MalformedEncoding, f"unknown block version {h['v']}")
     for name in ("parent", "proposer", "txs_root", "state_root"):
         ensure(len(h[name]) == 32, MalformedEncoding, f"header.{name} must be 32 bytes")
+    ensure(len(h["beacon"]) == 64, MalformedEncoding, "header.beacon must be 64 bytes")
+    ensure(len(h["beacon_proof"]) == vrf.PROOF_LEN, MalformedEncoding,
+           "header.beacon_proof must be 80 bytes")
     ensure(all(isinstance(t, bytes) for t in outer["txs"]), MalformedEncoding,
            "block txs must be byte strings")
     header = Header(chain=h["chain"], height=h["height"], time=h["time"], parent=h["parent"],
-                    proposer=h["proposer"], txs_root=h["txs_root"], state_root=h["state_root"])
+                    proposer=h["proposer"], txs_root=h["txs_root"], state_root=h["state_root"],
+                    beacon=h["beacon"], beacon_proof=h["beacon_proof"])
     return Block(header=header, txs=tuple(outer["txs"]))
 
 
@@ -106,7 +116,9 @@ def apply_block(state: StateOverlay, block: Block, parent: Parent) -> list[dict[
     the caller drops ``state``, so a rejected block changes nothing.
 
     Raises:
-        InvalidBlock: wrong chain, height, parent, time, tx count, txs_root or state_root.
+        InvalidBlock: wrong chain, height, parent, time, tx count, txs_root, beacon or
+            state_root.
+        InvalidVrfProof: the beacon proof does not verify for the proposer.
         ChainError: any transaction breaks a rule (its specific leaf).
         StateCorrupt: the supply invariant fails after the block (a bug, never a peer's fault).
     """
@@ -120,6 +132,8 @@ def apply_block(state: StateOverlay, block: Block, parent: Parent) -> list[dict[
     ensure(len(block.txs) <= params.max_txs_per_block, InvalidBlock,
            f"{len(block.txs)} txs > limit {params.max_txs_per_block}")
     ensure(h.txs_root == txs_root(block.txs), InvalidBlock, "txs_root does not match the txs")
+    randomness.check_beacon(state, h.height, h.proposer, h.beacon, h.beacon_proof)
+    randomness.store_beacon(state, h.height, h.beacon)
     receipts = [apply_tx(state, decode_tx(raw, h.chain), params) for raw in block.txs]
     accounts.check_supply(state)
     ensure(h.state_root == state.root(), InvalidBlock, "state_root does not match")

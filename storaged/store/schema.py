@@ -102,3 +102,22 @@ def chain_receipts_key(height: int) -> bytes:
 def state_account_key(public_key: bytes) -> bytes:
     """State key of the account of an ed25519 public key."""
     return STATE_ACCOUNT + hash32(public_key)
+
+
+STATE_BEACON = b"\x33"  # + u64 height -> 64-byte randomness beacon of that block
+
+
+def state_beacon_key(height: int) -> bytes:
+    """State key of the randomness beacon at ``height``."""
+    return STATE_BEACON + u64(height)
+
+
+# --- consensus WAL (0x40-0x4F), owned by storaged.chain.consensus -------------------------
+WAL_SIGNED = b"\x40"  # + u64 height + u32 round + u8 step (0 proposal, 1 prevote, 2 precommit)
+#                       -> the encoded signed message (storaged.chain.consensus.messages)
+WAL_LOCK = b"\x41"  # -> CBOR [height, locked_round, locked_value, valid_round, valid_value]
+
+
+def wal_signed_key(height: int, round_: int, step: int) -> bytes:
+    """Key of the message this validator signed at (height, round, step)."""
+    return WAL_SIGNED + u64(height) + u32(round_) + bytes([step])

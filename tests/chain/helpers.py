@@ -41,6 +41,6 @@ def transfer(i: int, to: int, amount: int, nonce: int, fee: int = 1) -> bytes:
 def commit_txs(app: ChainApp, txs: list[bytes], dt: int = 1) -> bytes:
     """Propose a block with ``txs`` at the next height and commit it; returns block bytes."""
     head = app.head()
-    block = app.propose(head.height + 1, head.time + dt, pk(0), txs)
+    block = app.propose(head.height + 1, head.time + dt, key(0), txs)
     app.commit(block, b"cert")
     return block

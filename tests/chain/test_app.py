@@ -9,9 +9,10 @@ from storaged.chain import encoding
 from storaged.chain.accounts import Account, Params
 from storaged.chain.block import Block, Header, decode_block, txs_root
 from storaged.chain.errors import BadNonce, InvalidBlock, InvalidSignature, StateCorrupt
+from storaged.chain.vrf import InvalidVrfProof
 from storaged.store import schema
 from storaged.store.kv import LevelKV, MemoryKV
-from tests.chain.helpers import CHAIN, commit_txs, make_app, pk, transfer
+from tests.chain.helpers import CHAIN, commit_txs, key, make_app, pk, transfer
 
 
 def _dump(kv: MemoryKV) -> list[tuple[bytes, bytes]]:
@@ -36,7 +37,7 @@ def test_commit_persists_block_receipts_head_and_state() -> None:
 def test_propose_skips_invalid_and_respects_limit() -> None:
     app = make_app({1: 1000}, params=Params(min_fee=1, max_txs_per_block=2))
     replay = transfer(1, 2, 1, nonce=0)
-    block = decode_block(app.propose(1, 2_000_000_000, pk(0), [
+    block = decode_block(app.propose(1, 2_000_000_000, key(0), [
         replay, replay, transfer(1, 2, 5000, nonce=1), transfer(1, 2, 2, nonce=1),
         transfer(1, 2, 3, nonce=2),
     ]))
@@ -62,13 +63,15 @@ def _forge(app_block: bytes, **changes: object) -> bytes:
         ({"chain": "other"}, InvalidBlock),
         ({"state_root": b"\x00" * 32}, InvalidBlock),
         ({"txs_root": b"\x00" * 32}, InvalidBlock),
+        ({"beacon": b"\x00" * 64}, InvalidBlock),
+        ({"proposer": pk(5)}, InvalidVrfProof),
         ({"txs": [transfer(1, 2, 100, nonce=0)] * 2}, BadNonce),
         ({"txs": [transfer(1, 2, 100, nonce=0)[:-1] + b"\x00"]}, InvalidSignature),
     ],
 )
 def test_rejected_block_changes_nothing(changes: dict[str, object], error: type) -> None:
     app = make_app({1: 1000})
-    good = app.propose(1, 2_000_000_000, pk(0), [transfer(1, 2, 100, nonce=0)])
+    good = app.propose(1, 2_000_000_000, key(0), [transfer(1, 2, 100, nonce=0)])
     before = _dump(app.kv)  # type: ignore[arg-type]
     bad = _forge(good, **changes)
     with pytest.raises(error):
@@ -82,7 +85,7 @@ def test_rejected_block_changes_nothing(changes: dict[str, object], error: type)
 
 def test_too_many_txs_rejected() -> None:
     app = make_app({1: 1000}, params=Params(min_fee=1, max_txs_per_block=1))
-    good = app.propose(1, 2_000_000_000, pk(0), [transfer(1, 2, 1, nonce=0)])
+    good = app.propose(1, 2_000_000_000, key(0), [transfer(1, 2, 1, nonce=0)])
     with pytest.raises(InvalidBlock):
         app.validate(_forge(good, txs=[transfer(1, 2, 1, nonce=0), transfer(1, 2, 1, nonce=1)]))
 
@@ -115,3 +118,24 @@ def test_genesis_state_root_vector() -> None:
     v = json.loads((Path(__file__).parent.parent / "vectors" / "chain_state_v1.json").read_text())
     app = make_app({int(i): b for i, b in v["balances"].items()})
     assert app.head().state_root.hex() == v["state_root"]
+
+
+def test_beacon_chain_and_randomness() -> None:
+    from storaged.chain.randomness import load_beacon, randomness
+    from storaged.chain.state import StateOverlay
+    app = make_app({1: 10})
+    commit_txs(app, [])
+    commit_txs(app, [])
+    state = StateOverlay(app.kv)
+    beacons = [load_beacon(state, h) for h in range(3)]
+    assert len(set(beacons)) == 3
+    assert decode_block(app.block_at(2) or b"").header.beacon == beacons[2]
+    r = randomness(state, b"post", 2, b"sector-1")
+    assert r == randomness(state, b"post", 2, b"sector-1")
+    assert len({r, randomness(state, b"porep", 2, b"sector-1"),
+                randomness(state, b"post", 1, b"sector-1"),
+                randomness(state, b"post", 2, b"sector-2")}) == 4
+    with pytest.raises(StateCorrupt):
+        randomness(state, b"post", 3, b"")  # the future has no beacon yet
+    with pytest.raises(InvalidBlock):
+        app.propose(5, 2_000_000_000, key(0), [])
