@@ -24,6 +24,7 @@ size_t sd_merkle_tree_nodes(size_t n_leaves, unsigned drop);
 
 /* Build the tree; `tree` has room for sd_merkle_tree_nodes(n_leaves, drop) * 32 bytes. */
 int sd_merkle_build(const uint8_t *leaves, size_t n_leaves, unsigned drop, uint8_t *tree);
+/* (sd_merkle_build also returns -2 if it cannot allocate its 64 KiB-scale scratch.) */
 
 /* The root of a built tree (for n_leaves == 1 the root is the single leaf). */
 int sd_merkle_root(const uint8_t *leaves, const uint8_t *tree, size_t n_leaves, unsigned drop,
@@ -37,5 +38,21 @@ int sd_merkle_path(const uint8_t *leaves, const uint8_t *tree, size_t n_leaves, 
 /* 1 if leaf at index with path hashes up to root, 0 if not, -1 on bad arguments. */
 int sd_merkle_verify(const uint8_t root[32], size_t n_leaves, size_t index,
                      const uint8_t leaf[32], const uint8_t *path);
+
+/* Added after the pinned API (same conventions; -2 means out of memory). */
+
+/* The derive_key context string of the node key, e.g. "storaged 2026-11 merkle node v1". */
+const char *sd_merkle_node_context(void);
+
+/* Openings of `count` leaves: path i (32 * depth bytes) at paths + 32 * depth * i. Indices are
+ * all checked before anything is written. With drop > 0 each opening rebuilds one
+ * 2^(drop+1)-leaf subtree (2^(drop+1) - 2 compressions). */
+int sd_merkle_paths(const uint8_t *leaves, const uint8_t *tree, size_t n_leaves, unsigned drop,
+                    const uint64_t *indices, size_t count, uint8_t *paths);
+
+/* 1 if every leaf_values[i] (32 bytes each) with its path hashes up to root, 0 if any does not,
+ * -1 on bad arguments (n_leaves not a power of two, an index out of range). */
+int sd_merkle_verify_many(const uint8_t root[32], size_t n_leaves, const uint64_t *indices,
+                          size_t count, const uint8_t *leaf_values, const uint8_t *paths);
 
 #endif

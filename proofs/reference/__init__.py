@@ -9,6 +9,33 @@ topic (``merkle``, ``sealing``, ...) and this package re-exports every public fu
 from __future__ import annotations
 
 from proofs.errors import ProofError
+from proofs.reference.merkle import (
+    blake3_derive_key,
+    blake3_hash,
+    blake3_keyed_hash,
+    blake3_keyed_hash_many,
+    merkle_hash_pair,
+    merkle_node_context,
+    merkle_paths,
+    merkle_root,
+    merkle_tree,
+    merkle_verify_paths,
+)
+
+__all__ = [
+    "ProofError",
+    "blake3_derive_key",
+    "blake3_hash",
+    "blake3_keyed_hash",
+    "blake3_keyed_hash_many",
+    "merkle_hash_pair",
+    "merkle_node_context",
+    "merkle_paths",
+    "merkle_root",
+    "merkle_tree",
+    "merkle_verify_paths",
+    "xor_bytes",
+]
 
 
 def xor_bytes(a: bytes, b: bytes) -> bytes:

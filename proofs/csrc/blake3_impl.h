@@ -1,0 +1,73 @@
+/* BLAKE3 internals shared by blake3*.c and merkle.c (no Python.h).
+ *
+ * Written from the BLAKE3 specification (Aumasson, Neves, O'Connor, Wilcox-O'Hearn, 2020):
+ * section 2 (compression function, flags, chunk and tree modes). */
+#ifndef STORAGED_BLAKE3_IMPL_H
+#define STORAGED_BLAKE3_IMPL_H
+#include "blake3.h"
+
+/* Domain flags (spec table 3). */
+enum {
+    SD_B3_CHUNK_START = 1u << 0,
+    SD_B3_CHUNK_END = 1u << 1,
+    SD_B3_PARENT = 1u << 2,
+    SD_B3_ROOT = 1u << 3,
+    SD_B3_KEYED_HASH = 1u << 4,
+    SD_B3_DERIVE_KEY_CONTEXT = 1u << 5,
+    SD_B3_DERIVE_KEY_MATERIAL = 1u << 6,
+};
+
+/* Deep enough for 2^54 chunks (2^64 bytes): one CV per level of the lazy merge stack. */
+#define SD_B3_MAX_DEPTH 54
+
+struct sd_b3_hasher {
+    uint32_t key[8];           /* key words (IV for plain hash) */
+    uint32_t cv[8];            /* chaining value of the current chunk */
+    uint64_t chunk_counter;    /* index of the current chunk */
+    uint8_t buf[SD_B3_BLOCK_LEN];
+    uint8_t buf_len;           /* bytes waiting in buf (a full block is kept until more input) */
+    uint8_t blocks_compressed; /* blocks of the current chunk already compressed */
+    uint8_t flags;             /* mode flags: 0, KEYED_HASH, or a DERIVE_KEY_* flag */
+    uint8_t stack_len;
+    uint32_t stack[SD_B3_MAX_DEPTH][8]; /* CVs of completed subtrees, lazily merged */
+};
+
+extern const uint32_t sd_b3_iv[8];
+
+/* The compression function, truncated to the 8-word chaining value. */
+void sd_b3_compress_cv(const uint32_t cv[8], const uint8_t block[SD_B3_BLOCK_LEN],
+                       uint64_t counter, uint32_t block_len, uint32_t flags, uint32_t out[8]);
+
+/* Init a hasher with explicit key words and mode flags (derive_key uses this). */
+void sd_b3_hasher_init_raw(sd_b3_hasher *h, const uint32_t key[8], uint8_t flags);
+
+/* For i < n: out + 32*i = keyed_hash(key, in + 64*i, 64), i.e. one compression per message
+ * with CHUNK_START|CHUNK_END|ROOT|KEYED_HASH. `out` may alias `in` (out[i] lands at or before
+ * the bytes of message i, which are read first). This is the Merkle row kernel. */
+void sd_b3_keyed_hash64_many(const uint32_t key[8], const uint8_t *in, size_t n, uint8_t *out);
+
+/* Per-backend kernels (blake3_avx2.c), selected by blake3.c at run time. */
+void sd_b3_keyed_hash64_many_avx2(const uint32_t key[8], const uint8_t *in, size_t n,
+                                  uint8_t *out);
+
+static inline uint32_t sd_b3_load32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
+}
+
+static inline void sd_b3_store32(uint8_t *p, uint32_t w) {
+    p[0] = (uint8_t)w;
+    p[1] = (uint8_t)(w >> 8);
+    p[2] = (uint8_t)(w >> 16);
+    p[3] = (uint8_t)(w >> 24);
+}
+
+static inline void sd_b3_key_words(const uint8_t key[SD_B3_KEY_LEN], uint32_t w[8]) {
+    for (int i = 0; i < 8; i++) w[i] = sd_b3_load32(key + 4 * i);
+}
+
+static inline void sd_b3_cv_bytes(const uint32_t w[8], uint8_t out[SD_B3_OUT_LEN]) {
+    for (int i = 0; i < 8; i++) sd_b3_store32(out + 4 * i, w[i]);
+}
+
+#endif
