@@ -10,6 +10,18 @@ from __future__ import annotations
 
 from proofs.errors import ProofError
 from proofs.reference.graph import drg_parents, expander_parents
+from proofs.reference.merkle import (
+    blake3_derive_key,
+    blake3_hash,
+    blake3_keyed_hash,
+    blake3_keyed_hash_many,
+    merkle_hash_pair,
+    merkle_node_context,
+    merkle_paths,
+    merkle_root,
+    merkle_tree,
+    merkle_verify_paths,
+)
 from proofs.reference.porep import porep_challenges, porep_proof_size, prove_porep, verify_porep
 from proofs.reference.post import (
     post_challenges,
@@ -23,10 +35,20 @@ from proofs.reference.sealing import Commitments, comm_d, comm_r, replica_id, se
 __all__ = [
     "Commitments",
     "ProofError",
+    "blake3_derive_key",
+    "blake3_hash",
+    "blake3_keyed_hash",
+    "blake3_keyed_hash_many",
     "comm_d",
     "comm_r",
     "drg_parents",
     "expander_parents",
+    "merkle_hash_pair",
+    "merkle_node_context",
+    "merkle_paths",
+    "merkle_root",
+    "merkle_tree",
+    "merkle_verify_paths",
     "porep_challenges",
     "porep_proof_size",
     "post_challenges",
