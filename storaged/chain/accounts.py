@@ -21,7 +21,8 @@ from storaged.store import schema
 
 ACCOUNT_FIELDS: dict[str, type] = {"balance": int, "nonce": int, "escrow": int, "locked": int}
 TOTALS_FIELDS: dict[str, type] = {"minted": int, "burned": int}
-PARAMS_FIELDS: dict[str, type] = {"min_fee": int, "max_txs_per_block": int}
+PARAMS_FIELDS: dict[str, type] = {"min_fee": int, "max_txs_per_block": int,
+                                  "min_provider_collateral": int}
 
 
 @dataclass(slots=True)
@@ -51,11 +52,13 @@ class Params:
     """Chain parameters (changed only by governance).
 
     ``min_fee`` is burned per transaction; ``max_txs_per_block`` bounds block size so a flood
-    of transactions cannot make a block arbitrarily slow to apply.
+    of transactions cannot make a block arbitrarily slow to apply; a provider locks at least
+    ``min_provider_collateral`` when it registers.
     """
 
     min_fee: int = 1
     max_txs_per_block: int = 5000
+    min_provider_collateral: int = 100
 
 
 def _load(state: StateOverlay, key: bytes, fields: dict[str, type], what: str) -> dict[str, int]:
@@ -107,18 +110,3 @@ def load_params(state: StateOverlay) -> Params:
 def store_params(state: StateOverlay, params: Params) -> None:
     """Stage the chain parameters."""
     state.put(schema.STATE_PARAMS, encoding.encode(asdict(params)))
-
-
-def check_supply(state: StateOverlay) -> None:
-    """Verify sum(balance + escrow + locked) + burned == minted over the whole state.
-
-    Raises:
-        StateCorrupt: the invariant does not hold.
-    """
-    held = 0
-    for key, _raw in state.scan(schema.STATE_ACCOUNT):
-        held += load_account(state, key[len(schema.STATE_ACCOUNT):]).total()
-    totals = load_totals(state)
-    if held + totals.burned != totals.minted:
-        raise StateCorrupt(f"supply broken: held {held} + burned {totals.burned} "
-                           f"!= minted {totals.minted}")

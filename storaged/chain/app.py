@@ -20,11 +20,13 @@ from typing import Any
 
 import nacl.signing
 
-from storaged.chain import accounts, encoding, randomness, vrf
+from storaged.chain import accounts, encoding, providers, randomness, vrf
 from storaged.chain.accounts import Account, Params, Totals
 from storaged.chain.apply import apply_tx
 from storaged.chain.block import Block, Header, Parent, apply_block, decode_block, txs_root
+from storaged.chain.cron import end_of_block
 from storaged.chain.errors import ChainError, InvalidBlock, StateCorrupt, ensure
+from storaged.chain.providers import Provider
 from storaged.chain.state import StateOverlay
 from storaged.chain.tx import decode_tx
 from storaged.store import schema
@@ -45,9 +47,13 @@ class Head:
 
 
 def init_genesis(
-    kv: KV, chain_id: str, allocations: dict[bytes, int], params: Params, time: int
+    kv: KV, chain_id: str, allocations: dict[bytes, int], params: Params, time: int,
+    genesis_providers: dict[bytes, Provider] | None = None,
 ) -> Head:
     """Write the genesis block (height 0) and state into an empty store.
+
+    ``genesis_providers`` are registered with their collateral and bond minted; their bonds
+    form the validator set from height 0.
 
     Raises:
         StateCorrupt: the store already holds a chain.
@@ -57,7 +63,12 @@ def init_genesis(
     state = StateOverlay(kv)
     for key in sorted(allocations):
         accounts.store_account(state, key, Account(balance=allocations[key]))
-    accounts.store_totals(state, Totals(minted=sum(allocations.values())))
+    initial = dict(sorted((genesis_providers or {}).items()))
+    for key, provider in initial.items():
+        providers.store_provider(state, key, provider)
+    providers.init_validators(state, providers.bonded_set(state))
+    minted = sum(allocations.values()) + sum(p.collateral + p.bond for p in initial.values())
+    accounts.store_totals(state, Totals(minted=minted))
     accounts.store_params(state, params)
     beacon = randomness.genesis_beacon(chain_id)
     randomness.store_beacon(state, 0, beacon)
@@ -138,6 +149,7 @@ class ChainApp:
                 continue  # an invalid or now-stale tx is left out, never blocks the others
             trial.merge_into(state)
             chosen.append(raw)
+        end_of_block(state, height)
         header = Header(chain=self.chain_id, height=height, time=time,
                         parent=self.head().hash, proposer=bytes(proposer_key.verify_key),
                         txs_root=txs_root(chosen), state_root=state.root(),
@@ -181,3 +193,11 @@ class ChainApp:
     def state_root(self) -> bytes:
         """Root over committed state (recomputed; equals the head's state_root)."""
         return StateOverlay(self.kv).root()
+
+    def validators(self, height: int) -> list[tuple[bytes, int]]:
+        """Validator set (public key, bonded power) in force at ``height``, sorted by key.
+
+        Raises:
+            StateCorrupt: no set recorded (no genesis).
+        """
+        return providers.validators(StateOverlay(self.kv), height)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from storaged.chain import accounts
+from storaged.chain import accounts, providers
 from storaged.chain.accounts import Params
 from storaged.chain.errors import (
     BadNonce,
@@ -60,6 +60,9 @@ HANDLERS: dict[str, Callable[[StateOverlay, Tx, accounts.Account], None]] = {
     "transfer": _transfer,
     "escrow_deposit": _escrow_deposit,
     "escrow_withdraw": _escrow_withdraw,
+    "register_provider": providers.register,
+    "update_provider": providers.update,
+    "bond": providers.bond,
 }
 
 

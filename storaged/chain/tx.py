@@ -13,6 +13,9 @@ Bodies by kind (all amounts are unsigned integers below 2**64):
 | ``transfer`` | ``{"to": bytes(32), "amount": uint}`` |
 | ``escrow_deposit`` | ``{"amount": uint}`` (balance -> escrow) |
 | ``escrow_withdraw`` | ``{"amount": uint}`` (unlocked escrow -> balance) |
+| ``update_provider`` | ``{"peer_id": text, "addrs": [text], "price": uint, "capacity": uint}`` |
+| ``register_provider`` | the ``update_provider`` fields plus ``"collateral": uint`` |
+| ``bond`` | ``{"amount": uint}`` (balance -> validator bond) |
 
 Signature: ed25519 (PyNaCl) over ``tag(kind) || chain_id_utf8 || blake3(encode(Tx))`` where
 ``tag(kind) = b"storaged-tx-" + kind + b"-v1\\x00"``.  A distinct tag per kind means a signature
@@ -38,6 +41,10 @@ BODY_FIELDS: dict[str, dict[str, type]] = {
     "transfer": {"to": bytes, "amount": int},
     "escrow_deposit": {"amount": int},
     "escrow_withdraw": {"amount": int},
+    "register_provider": {"peer_id": str, "addrs": list, "price": int, "capacity": int,
+                          "collateral": int},
+    "update_provider": {"peer_id": str, "addrs": list, "price": int, "capacity": int},
+    "bond": {"amount": int},
 }
 TX_FIELDS: dict[str, type] = {
     "v": int, "chain": str, "kind": str, "from": bytes, "nonce": int, "fee": int, "body": dict,

@@ -121,3 +121,17 @@ WAL_LOCK = b"\x41"  # -> CBOR [height, locked_round, locked_value, valid_round, 
 def wal_signed_key(height: int, round_: int, step: int) -> bytes:
     """Key of the message this validator signed at (height, round, step)."""
     return WAL_SIGNED + u64(height) + u32(round_) + bytes([step])
+
+
+STATE_PROVIDER = b"\x34"  # + 32-byte public key -> CBOR provider record
+STATE_VALIDATORS = b"\x35"  # + u64 effective height -> CBOR [[public key, power], ...]
+
+
+def state_provider_key(public_key: bytes) -> bytes:
+    """State key of a registered storage provider."""
+    return STATE_PROVIDER + hash32(public_key)
+
+
+def state_validators_key(effective_height: int) -> bytes:
+    """State key of the validator set that takes effect at ``effective_height``."""
+    return STATE_VALIDATORS + u64(effective_height)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storaged.chain.accounts import check_supply, load_totals
+from storaged.chain.accounts import load_totals
 from storaged.chain.state import StateOverlay
+from storaged.chain.supply import check_supply
 from storaged.chain.tx import sign_tx
 from tests.chain.helpers import CHAIN, commit_txs, key, make_app, pk
 

@@ -1,0 +1,23 @@
+"""End-of-block cron: the state changes every block makes after its transactions, in order.
+
+Order (fixed; each step sees the previous ones): (1) schedule the next validator set
+(bonded providers, effective at h + 2); (2) check the supply invariant.  Deal steps (close
+proving deadlines, expire unactivated deals, settle payments) are not built yet and will go
+before (1).  The proposer runs the same function, so its state root matches validators'.
+"""
+
+from __future__ import annotations
+
+from storaged.chain import providers
+from storaged.chain.state import StateOverlay
+from storaged.chain.supply import check_supply
+
+
+def end_of_block(state: StateOverlay, height: int) -> None:
+    """Run the end-of-block steps for the block at ``height``.
+
+    Raises:
+        StateCorrupt: the supply invariant fails (a bug).
+    """
+    providers.update_validator_set(state, height)
+    check_supply(state)
