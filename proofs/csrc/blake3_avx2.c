@@ -49,12 +49,39 @@ TGT static inline __m256i rot7(__m256i x) {
         v[b] = rot7(XOR(v[b], v[c]));   \
     } while (0)
 
+/* 8x8 transpose of 32-bit words: out[j] lane i = in[i] lane j. */
+TGT static inline void transpose8(const __m256i h[8], __m256i o[8]) {
+    __m256i t0 = _mm256_unpacklo_epi32(h[0], h[1]), t1 = _mm256_unpackhi_epi32(h[0], h[1]);
+    __m256i t2 = _mm256_unpacklo_epi32(h[2], h[3]), t3 = _mm256_unpackhi_epi32(h[2], h[3]);
+    __m256i t4 = _mm256_unpacklo_epi32(h[4], h[5]), t5 = _mm256_unpackhi_epi32(h[4], h[5]);
+    __m256i t6 = _mm256_unpacklo_epi32(h[6], h[7]), t7 = _mm256_unpackhi_epi32(h[6], h[7]);
+    __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+    __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+    __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
+    __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
+    /* u0 holds lane 0 (low half) and lane 4 (high half) of in[0..3]; u4 of in[4..7]. */
+    o[0] = _mm256_permute2x128_si256(u0, u4, 0x20);
+    o[4] = _mm256_permute2x128_si256(u0, u4, 0x31);
+    o[1] = _mm256_permute2x128_si256(u1, u5, 0x20);
+    o[5] = _mm256_permute2x128_si256(u1, u5, 0x31);
+    o[2] = _mm256_permute2x128_si256(u2, u6, 0x20);
+    o[6] = _mm256_permute2x128_si256(u2, u6, 0x31);
+    o[3] = _mm256_permute2x128_si256(u3, u7, 0x20);
+    o[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
+}
+
 /* Eight messages of 64 bytes at in + 64*j; eight 32-byte outputs at out + 32*j. */
 TGT static void hash8(const uint32_t key[8], const uint8_t *in, uint8_t *out) {
     __m256i m[16], v[16];
-    const __m256i idx = _mm256_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112);
-    for (int w = 0; w < 16; w++)
-        m[w] = _mm256_i32gather_epi32((const int *)(const void *)(in + 4 * w), idx, 4);
+    /* Load each message's two halves and transpose to one word per vector (cheaper than
+     * 16 gathers). */
+    __m256i lo[8], hi[8];
+    for (int j = 0; j < 8; j++) {
+        lo[j] = _mm256_loadu_si256((const __m256i *)(const void *)(in + 64 * j));
+        hi[j] = _mm256_loadu_si256((const __m256i *)(const void *)(in + 64 * j + 32));
+    }
+    transpose8(lo, m);
+    transpose8(hi, m + 8);
     for (int i = 0; i < 8; i++) v[i] = _mm256_set1_epi32((int)key[i]);
     for (int i = 0; i < 4; i++) v[8 + i] = _mm256_set1_epi32((int)sd_b3_iv[i]);
     v[12] = _mm256_setzero_si256();
@@ -62,6 +89,7 @@ TGT static void hash8(const uint32_t key[8], const uint8_t *in, uint8_t *out) {
     v[14] = _mm256_set1_epi32(64);
     v[15] = _mm256_set1_epi32(SD_B3_CHUNK_START | SD_B3_CHUNK_END | SD_B3_ROOT |
                               SD_B3_KEYED_HASH);
+#pragma GCC unroll 7
     for (int r = 0; r < 7; r++) {
         const uint8_t *s = sched[r];
         G8(0, 4, 8, 12, m[s[0]], m[s[1]]);
@@ -74,26 +102,9 @@ TGT static void hash8(const uint32_t key[8], const uint8_t *in, uint8_t *out) {
         G8(3, 4, 9, 14, m[s[14]], m[s[15]]);
     }
     /* Transpose 8 words x 8 lanes into 8 contiguous 32-byte outputs. */
-    __m256i h[8];
+    __m256i h[8], o[8];
     for (int i = 0; i < 8; i++) h[i] = XOR(v[i], v[i + 8]);
-    __m256i t0 = _mm256_unpacklo_epi32(h[0], h[1]), t1 = _mm256_unpackhi_epi32(h[0], h[1]);
-    __m256i t2 = _mm256_unpacklo_epi32(h[2], h[3]), t3 = _mm256_unpackhi_epi32(h[2], h[3]);
-    __m256i t4 = _mm256_unpacklo_epi32(h[4], h[5]), t5 = _mm256_unpackhi_epi32(h[4], h[5]);
-    __m256i t6 = _mm256_unpacklo_epi32(h[6], h[7]), t7 = _mm256_unpackhi_epi32(h[6], h[7]);
-    __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
-    __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
-    __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
-    __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
-    /* u0 holds words 0-3 of lanes 0 (low half) and 4 (high half); u4 words 4-7 likewise. */
-    __m256i o[8];
-    o[0] = _mm256_permute2x128_si256(u0, u4, 0x20);
-    o[4] = _mm256_permute2x128_si256(u0, u4, 0x31);
-    o[1] = _mm256_permute2x128_si256(u1, u5, 0x20);
-    o[5] = _mm256_permute2x128_si256(u1, u5, 0x31);
-    o[2] = _mm256_permute2x128_si256(u2, u6, 0x20);
-    o[6] = _mm256_permute2x128_si256(u2, u6, 0x31);
-    o[3] = _mm256_permute2x128_si256(u3, u7, 0x20);
-    o[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
+    transpose8(h, o);
     for (int j = 0; j < 8; j++) _mm256_storeu_si256((__m256i *)(void *)(out + 32 * j), o[j]);
 }
 
