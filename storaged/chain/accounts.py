@@ -22,7 +22,7 @@ from storaged.store import schema
 ACCOUNT_FIELDS: dict[str, type] = {"balance": int, "nonce": int, "escrow": int, "locked": int}
 TOTALS_FIELDS: dict[str, type] = {"minted": int, "burned": int}
 PARAMS_FIELDS: dict[str, type] = {"min_fee": int, "max_txs_per_block": int,
-                                  "min_provider_collateral": int}
+                                  "min_provider_collateral": int, "gov_min_delay": int}
 
 
 @dataclass(slots=True)
@@ -53,12 +53,14 @@ class Params:
 
     ``min_fee`` is burned per transaction; ``max_txs_per_block`` bounds block size so a flood
     of transactions cannot make a block arbitrarily slow to apply; a provider locks at least
-    ``min_provider_collateral`` when it registers.
+    ``min_provider_collateral`` when it registers; a governance change takes effect at least
+    ``gov_min_delay`` blocks after it is proposed.
     """
 
     min_fee: int = 1
     max_txs_per_block: int = 5000
     min_provider_collateral: int = 100
+    gov_min_delay: int = 10
 
 
 def _load(state: StateOverlay, key: bytes, fields: dict[str, type], what: str) -> dict[str, int]:

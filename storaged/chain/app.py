@@ -24,6 +24,7 @@ from storaged.chain import accounts, encoding, providers, randomness, vrf
 from storaged.chain.accounts import Account, Params, Totals
 from storaged.chain.apply import apply_tx
 from storaged.chain.block import Block, Header, Parent, apply_block, decode_block, txs_root
+from storaged.chain.context import Context
 from storaged.chain.cron import end_of_block
 from storaged.chain.errors import ChainError, InvalidBlock, StateCorrupt, ensure
 from storaged.chain.providers import Provider
@@ -144,7 +145,7 @@ class ChainApp:
                 break
             trial = state.child()
             try:
-                apply_tx(trial, decode_tx(raw, self.chain_id), params)
+                apply_tx(trial, decode_tx(raw, self.chain_id), Context(height, params))
             except ChainError:
                 continue  # an invalid or now-stale tx is left out, never blocks the others
             trial.merge_into(state)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from storaged.chain import accounts, providers
-from storaged.chain.accounts import Params
+from storaged.chain import accounts, governance, providers
+from storaged.chain.context import Context
 from storaged.chain.errors import (
     BadNonce,
     FeeTooLow,
@@ -22,7 +22,9 @@ from storaged.chain.state import StateOverlay
 from storaged.chain.tx import Tx
 
 
-def _transfer(state: StateOverlay, tx: Tx, sender: accounts.Account) -> None:
+def _transfer(
+    state: StateOverlay, tx: Tx, sender: accounts.Account, _ctx: Context
+) -> None:
     to, amount = tx.body["to"], tx.body["amount"]
     ensure(amount > 0, InvalidTransaction, "transfer amount must be positive")
     ensure(to != tx.sender, InvalidTransaction, "transfer to self")
@@ -35,7 +37,9 @@ def _transfer(state: StateOverlay, tx: Tx, sender: accounts.Account) -> None:
     accounts.store_account(state, to, recipient)
 
 
-def _escrow_deposit(state: StateOverlay, tx: Tx, sender: accounts.Account) -> None:
+def _escrow_deposit(
+    state: StateOverlay, tx: Tx, sender: accounts.Account, _ctx: Context
+) -> None:
     amount = tx.body["amount"]
     ensure(amount > 0, InvalidTransaction, "deposit amount must be positive")
     ensure(sender.balance >= amount, InsufficientFunds,
@@ -45,7 +49,9 @@ def _escrow_deposit(state: StateOverlay, tx: Tx, sender: accounts.Account) -> No
     accounts.store_account(state, tx.sender, sender)
 
 
-def _escrow_withdraw(state: StateOverlay, tx: Tx, sender: accounts.Account) -> None:
+def _escrow_withdraw(
+    state: StateOverlay, tx: Tx, sender: accounts.Account, _ctx: Context
+) -> None:
     amount = tx.body["amount"]
     ensure(amount > 0, InvalidTransaction, "withdraw amount must be positive")
     # Only free escrow can leave; ``locked`` backs published deals.
@@ -56,17 +62,19 @@ def _escrow_withdraw(state: StateOverlay, tx: Tx, sender: accounts.Account) -> N
     accounts.store_account(state, tx.sender, sender)
 
 
-HANDLERS: dict[str, Callable[[StateOverlay, Tx, accounts.Account], None]] = {
+HANDLERS: dict[str, Callable[[StateOverlay, Tx, accounts.Account, Context], None]] = {
     "transfer": _transfer,
     "escrow_deposit": _escrow_deposit,
     "escrow_withdraw": _escrow_withdraw,
     "register_provider": providers.register,
     "update_provider": providers.update,
     "bond": providers.bond,
+    "gov_propose": governance.propose,
+    "gov_vote": governance.vote,
 }
 
 
-def apply_tx(state: StateOverlay, tx: Tx, params: Params) -> dict[str, Any]:
+def apply_tx(state: StateOverlay, tx: Tx, ctx: Context) -> dict[str, Any]:
     """Apply one authenticated transaction to ``state``; returns its receipt.
 
     The fee is charged and the nonce advanced before the kind's rules run; a transaction that
@@ -78,6 +86,7 @@ def apply_tx(state: StateOverlay, tx: Tx, params: Params) -> dict[str, Any]:
         InsufficientFunds: the sender cannot pay the fee or the amount.
         InvalidTransaction: a kind-specific rule fails.
     """
+    params = ctx.params
     sender = accounts.load_account(state, tx.sender)
     ensure(tx.nonce == sender.nonce, BadNonce, f"nonce {tx.nonce}, expected {sender.nonce}")
     ensure(tx.fee >= params.min_fee, FeeTooLow, f"fee {tx.fee} < minimum {params.min_fee}")
@@ -88,5 +97,5 @@ def apply_tx(state: StateOverlay, tx: Tx, params: Params) -> dict[str, Any]:
     totals = accounts.load_totals(state)
     totals.burned += tx.fee
     accounts.store_totals(state, totals)
-    HANDLERS[tx.kind](state, tx, sender)
+    HANDLERS[tx.kind](state, tx, sender, ctx)
     return {"tx": tx.hash, "kind": tx.kind, "fee": tx.fee}

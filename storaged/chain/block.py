@@ -22,6 +22,7 @@ from typing import Any
 
 from storaged.chain import accounts, encoding, randomness, vrf
 from storaged.chain.apply import apply_tx
+from storaged.chain.context import Context
 from storaged.chain.cron import end_of_block
 from storaged.chain.errors import InvalidBlock, MalformedEncoding, ensure
 from storaged.chain.state import StateOverlay
@@ -135,7 +136,8 @@ def apply_block(state: StateOverlay, block: Block, parent: Parent) -> list[dict[
     ensure(h.txs_root == txs_root(block.txs), InvalidBlock, "txs_root does not match the txs")
     randomness.check_beacon(state, h.height, h.proposer, h.beacon, h.beacon_proof)
     randomness.store_beacon(state, h.height, h.beacon)
-    receipts = [apply_tx(state, decode_tx(raw, h.chain), params) for raw in block.txs]
+    ctx = Context(h.height, params)
+    receipts = [apply_tx(state, decode_tx(raw, h.chain), ctx) for raw in block.txs]
     end_of_block(state, h.height)
     ensure(h.state_root == state.root(), InvalidBlock, "state_root does not match")
     return receipts

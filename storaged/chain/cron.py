@@ -1,14 +1,15 @@
 """End-of-block cron: the state changes every block makes after its transactions, in order.
 
 Order (fixed; each step sees the previous ones): (1) schedule the next validator set
-(bonded providers, effective at h + 2); (2) check the supply invariant.  Deal steps (close
-proving deadlines, expire unactivated deals, settle payments) are not built yet and will go
+(bonded providers, effective at h + 2); (2) apply governance changes due at h + 1, so the
+next block runs under them; (3) check the supply invariant.  Deal steps (close proving
+deadlines, expire unactivated deals, settle payments) are not built yet and will go
 before (1).  The proposer runs the same function, so its state root matches validators'.
 """
 
 from __future__ import annotations
 
-from storaged.chain import providers
+from storaged.chain import governance, providers
 from storaged.chain.state import StateOverlay
 from storaged.chain.supply import check_supply
 
@@ -20,4 +21,5 @@ def end_of_block(state: StateOverlay, height: int) -> None:
         StateCorrupt: the supply invariant fails (a bug).
     """
     providers.update_validator_set(state, height)
+    governance.apply_due(state, height + 1)
     check_supply(state)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from storaged.chain import accounts, encoding
+from storaged.chain.context import Context
 from storaged.chain.errors import (
     InsufficientFunds,
     InvalidTransaction,
@@ -80,7 +81,7 @@ def _check_listing(body: dict[str, Any]) -> None:
            InvalidTransaction, "addrs must be non-empty short text")
 
 
-def register(state: StateOverlay, tx: Tx, sender: accounts.Account) -> None:
+def register(state: StateOverlay, tx: Tx, sender: accounts.Account, ctx: Context) -> None:
     """register_provider: list the sender as a provider, locking its collateral.
 
     Raises:
@@ -90,7 +91,7 @@ def register(state: StateOverlay, tx: Tx, sender: accounts.Account) -> None:
     body = tx.body
     _check_listing(body)
     ensure(load_provider(state, tx.sender) is None, InvalidTransaction, "already registered")
-    params = accounts.load_params(state)
+    params = ctx.params
     ensure(body["collateral"] >= params.min_provider_collateral, InvalidTransaction,
            f"collateral {body['collateral']} < minimum {params.min_provider_collateral}")
     ensure(sender.balance >= body["collateral"], InsufficientFunds,
@@ -102,7 +103,7 @@ def register(state: StateOverlay, tx: Tx, sender: accounts.Account) -> None:
         capacity=body["capacity"], collateral=body["collateral"]))
 
 
-def update(state: StateOverlay, tx: Tx, sender: accounts.Account) -> None:
+def update(state: StateOverlay, tx: Tx, sender: accounts.Account, ctx: Context) -> None:
     """update_provider: change listing fields (not collateral or bond).
 
     Raises:
@@ -118,7 +119,7 @@ def update(state: StateOverlay, tx: Tx, sender: accounts.Account) -> None:
     store_provider(state, tx.sender, provider)
 
 
-def bond(state: StateOverlay, tx: Tx, sender: accounts.Account) -> None:
+def bond(state: StateOverlay, tx: Tx, sender: accounts.Account, ctx: Context) -> None:
     """bond: move balance into the provider's validator bond (power from h + 2).
 
     Raises:

@@ -16,6 +16,8 @@ Bodies by kind (all amounts are unsigned integers below 2**64):
 | ``update_provider`` | ``{"peer_id": text, "addrs": [text], "price": uint, "capacity": uint}`` |
 | ``register_provider`` | the ``update_provider`` fields plus ``"collateral": uint`` |
 | ``bond`` | ``{"amount": uint}`` (balance -> validator bond) |
+| ``gov_propose`` | ``{"param": text, "value": uint, "effective": uint height}`` |
+| ``gov_vote`` | ``{"proposal": bytes(32) tx hash of the gov_propose}`` |
 
 Signature: ed25519 (PyNaCl) over ``tag(kind) || chain_id_utf8 || blake3(encode(Tx))`` where
 ``tag(kind) = b"storaged-tx-" + kind + b"-v1\\x00"``.  A distinct tag per kind means a signature
@@ -45,6 +47,8 @@ BODY_FIELDS: dict[str, dict[str, type]] = {
                           "collateral": int},
     "update_provider": {"peer_id": str, "addrs": list, "price": int, "capacity": int},
     "bond": {"amount": int},
+    "gov_propose": {"param": str, "value": int, "effective": int},
+    "gov_vote": {"proposal": bytes},
 }
 TX_FIELDS: dict[str, type] = {
     "v": int, "chain": str, "kind": str, "from": bytes, "nonce": int, "fee": int, "body": dict,

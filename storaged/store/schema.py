@@ -135,3 +135,11 @@ def state_provider_key(public_key: bytes) -> bytes:
 def state_validators_key(effective_height: int) -> bytes:
     """State key of the validator set that takes effect at ``effective_height``."""
     return STATE_VALIDATORS + u64(effective_height)
+
+
+STATE_PROPOSAL = b"\x36"  # + 32-byte proposal id (its tx hash) -> CBOR governance proposal
+
+
+def state_proposal_key(proposal_id: bytes) -> bytes:
+    """State key of a governance proposal."""
+    return STATE_PROPOSAL + hash32(proposal_id)

@@ -4,6 +4,7 @@ import pytest
 
 from storaged.chain.accounts import Account, Params, load_totals
 from storaged.chain.apply import apply_tx
+from storaged.chain.context import Context
 from storaged.chain.errors import (
     BadNonce,
     ChainError,
@@ -20,7 +21,7 @@ PARAMS = Params(min_fee=2, max_txs_per_block=100)
 
 
 def _run(state: StateOverlay, raw: bytes) -> None:
-    apply_tx(state, decode_tx(raw, CHAIN), PARAMS)
+    apply_tx(state, decode_tx(raw, CHAIN), Context(1, PARAMS))
 
 
 def _state(balances: dict[int, int]) -> StateOverlay:

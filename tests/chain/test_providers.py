@@ -69,12 +69,13 @@ def test_register_update_bond_and_validator_delay() -> None:
 def test_provider_rules(signer: int, kind: str, body: dict[str, object], error: type) -> None:
     from storaged.chain.accounts import load_params
     from storaged.chain.apply import apply_tx
+    from storaged.chain.context import Context
     from storaged.chain.tx import decode_tx
 
     state = StateOverlay(_app().kv)
     with pytest.raises(error):
         apply_tx(state, decode_tx(sign_tx(key(signer), CHAIN, kind, 0, 1, body), CHAIN),
-                 load_params(state))
+                 Context(1, load_params(state)))
 
 
 def test_register_twice_refused() -> None:
