@@ -1,0 +1,162 @@
+/* SDR sealing core: see sdr.h and proofs/reference/{graph,sealing}.py (the spec). */
+#include "sdr.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "blake3.h"
+
+#define KEY_CTX "storaged proofs v1 key"
+#define PERM_ROUNDS 4
+
+typedef struct {
+    uint8_t drg[32], exp[32], label[32], column[32];
+    uint64_t add[PERM_ROUNDS], mul[PERM_ROUNDS];
+    unsigned bits, shift;
+    uint64_t mask;
+} keys_t;
+
+static void named_key(const char *name, uint8_t out[32]) {
+    sd_b3_derive_key(KEY_CTX, (const uint8_t *)name, strlen(name), out);
+}
+
+static uint64_t le(const uint8_t *p, unsigned n) {
+    uint64_t x = 0;
+    for (unsigned i = 0; i < n; i++) x |= (uint64_t)p[i] << (8 * i);
+    return x;
+}
+
+static void put_le(uint8_t *p, uint64_t x, unsigned n) {
+    for (unsigned i = 0; i < n; i++) p[i] = (uint8_t)(x >> (8 * i));
+}
+
+int sd_sdr_depth(uint64_t n) {
+    if (n < 2 || (n & (n - 1))) return -1;
+    int d = 0;
+    while ((1ULL << d) < n) d++;
+    return d;
+}
+
+static int init_keys(keys_t *k, uint64_t n) {
+    int d = sd_sdr_depth(n);
+    if (d < 0 || d > 60) return -1;
+    named_key("storaged sdr v1 drg", k->drg);
+    named_key("storaged sdr v1 expander", k->exp);
+    named_key("label", k->label);
+    named_key("column", k->column);
+    uint8_t nb[8], seed[32];
+    put_le(nb, n, 8);
+    sd_b3_keyed_hash(k->exp, nb, 8, seed);
+    for (int r = 0; r < PERM_ROUNDS; r++) {
+        k->add[r] = le(seed + 8 * r, 4);
+        k->mul[r] = le(seed + 8 * r + 4, 4) | 1;
+    }
+    k->bits = (unsigned)d + 3;
+    k->mask = (1ULL << k->bits) - 1;
+    k->shift = (k->bits + 1) / 2;
+    return 0;
+}
+
+static void drg(const keys_t *k, uint64_t n, uint64_t v, uint64_t out[6]) {
+    uint8_t msg[16], seed[32];
+    put_le(msg, n, 8);
+    put_le(msg + 8, v, 8);
+    sd_b3_keyed_hash(k->drg, msg, 16, seed);
+    out[0] = v - 1;
+    uint64_t m = 0;
+    while (m < 64 && (v >> m)) m++; /* bit length of v */
+    for (int i = 1; i < 6; i++) {
+        uint64_t r = le(seed + 6 * (i - 1), 6);
+        uint64_t bucket = 1 + (r & 0xFFFF) % m;
+        uint64_t upper = bucket >= 63 ? v : ((1ULL << bucket) < v ? (1ULL << bucket) : v);
+        out[i] = v - (1 + (r >> 16) % upper);
+    }
+}
+
+static void expander(const keys_t *k, uint64_t v, uint64_t out[8]) {
+    for (uint64_t j = 0; j < 8; j++) {
+        uint64_t x = 8 * v + j;
+        for (int r = 0; r < PERM_ROUNDS; r++) {
+            x = (x + k->add[r]) & k->mask;
+            x = (x * k->mul[r]) & k->mask;
+            x ^= x >> k->shift;
+        }
+        out[j] = x / 8;
+    }
+}
+
+int sd_sdr_drg_parents(uint64_t n, uint64_t v, uint64_t out[6]) {
+    keys_t k;
+    if (init_keys(&k, n) != 0 || v == 0 || v >= n) return -1;
+    drg(&k, n, v, out);
+    return 0;
+}
+
+int sd_sdr_expander_parents(uint64_t n, uint64_t v, uint64_t out[8]) {
+    keys_t k;
+    if (init_keys(&k, n) != 0 || v >= n) return -1;
+    expander(&k, v, out);
+    return 0;
+}
+
+int sd_sdr_label(const uint8_t rid[32], uint64_t n, unsigned n_layers, const uint8_t *in,
+                 uint8_t *out, uint8_t *col_out, const uint64_t *keep, size_t n_keep,
+                 uint8_t *keep_out) {
+    keys_t k;
+    if (init_keys(&k, n) != 0 || n_layers < 1 || out == NULL) return -1;
+    for (size_t i = 0; i < n_keep; i++)
+        if (keep[i] >= n) return -1;
+    uint8_t *prev = malloc(n * 32), *cur = malloc(n * 32);
+    if (prev == NULL || cur == NULL) {
+        free(prev);
+        free(cur);
+        return -2;
+    }
+    if (col_out != NULL) memset(col_out, 0, n * 32);
+    uint8_t msg[512];
+    for (unsigned layer = 1; layer <= n_layers; layer++) {
+        memset(msg, 0, 64);
+        memcpy(msg, rid, 32);
+        put_le(msg + 32, layer, 8);
+        for (uint64_t v = 0; v < n; v++) {
+            put_le(msg + 40, v, 8);
+            if (v == 0) {
+                memset(msg + 64, 0, 6 * 32);
+            } else {
+                uint64_t p[6];
+                drg(&k, n, v, p);
+                for (int i = 0; i < 6; i++) memcpy(msg + 64 + 32 * i, cur + 32 * p[i], 32);
+            }
+            if (layer == 1) {
+                memset(msg + 256, 0, 8 * 32);
+            } else {
+                uint64_t p[8];
+                expander(&k, v, p);
+                for (int i = 0; i < 8; i++) memcpy(msg + 256 + 32 * i, prev + 32 * p[i], 32);
+            }
+            sd_b3_keyed_hash(k.label, msg, sizeof msg, cur + 32 * v);
+        }
+        if (col_out != NULL) {
+            uint8_t pair[64];
+            for (uint64_t v = 0; v < n; v++) {
+                memcpy(pair, col_out + 32 * v, 32);
+                memcpy(pair + 32, cur + 32 * v, 32);
+                sd_b3_keyed_hash(k.column, pair, 64, col_out + 32 * v);
+            }
+        }
+        for (size_t i = 0; i < n_keep; i++)
+            memcpy(keep_out + 32 * ((size_t)n_layers * i + layer - 1), cur + 32 * keep[i], 32);
+        uint8_t *t = prev;
+        prev = cur;
+        cur = t;
+    }
+    /* prev now holds the last layer. */
+    if (in != NULL) {
+        for (uint64_t i = 0; i < n * 32; i++) out[i] = in[i] ^ prev[i];
+    } else {
+        memcpy(out, prev, n * 32);
+    }
+    free(prev);
+    free(cur);
+    return 0;
+}

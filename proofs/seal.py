@@ -1,0 +1,164 @@
+"""Sealing, PoRep and PoSt for the provider and the chain: typed wrappers over the C core.
+
+The byte formats and the normative algorithms are in ``proofs.reference.{graph,sealing,porep,
+post}``; this module runs the hot parts (labelling, Merkle trees) in C and produces results
+bit-identical to the twin (the tests compare them).  Verification is cheap and runs the twin's
+checks over the C Merkle verifier-free path (``proofs.reference.porep.verify_porep``).
+
+Every function that can run long releases the GIL (the C labelling and tree building do), so
+providers can seal on worker threads (``trio.to_thread.run_sync``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import proofs
+from proofs import merkle
+from proofs.errors import ProofError
+from proofs.profiles import Profile
+from proofs.reference import porep as _porep
+from proofs.reference import post as _post
+from proofs.reference.sealing import Commitments, comm_r, replica_id
+
+__all__ = [
+    "Commitments",
+    "comm_d",
+    "comm_r",
+    "porep_challenges",
+    "post_challenges",
+    "prove_porep",
+    "prove_post",
+    "replica_id",
+    "seal",
+    "unseal",
+    "verify_porep",
+    "verify_post",
+    "verify_post_batch",
+]
+
+porep_challenges = _porep.porep_challenges
+post_challenges = _post.post_challenges
+verify_porep = _porep.verify_porep
+verify_post = _post.verify_post
+verify_post_batch = _post.verify_post_batch
+
+
+def _native() -> object:
+    if proofs.native is None:
+        raise ProofError("sealing needs the C backend (STORAGED_PROOFS_BACKEND=c)")
+    return proofs.native
+
+
+def _nodes(buf: bytes | bytearray | memoryview) -> int:
+    size = len(memoryview(buf).cast("B"))
+    if size % 32 or size < 64 or (size // 32) & (size // 32 - 1):
+        raise ProofError(f"sector size must be 32 * a power of two >= 2, got {size} bytes")
+    return size // 32
+
+
+def _root(leaves: bytes | bytearray | memoryview) -> bytes:
+    return merkle.merkle_root(leaves, merkle.merkle_tree(leaves))
+
+
+def comm_d(data: bytes | bytearray | memoryview) -> bytes:
+    """Return the Merkle root of a sector's data."""
+    _nodes(data)
+    return _root(data)
+
+
+def seal(
+    data: bytes | bytearray | memoryview, rid: bytes, layers: int, out: bytearray | memoryview
+) -> Commitments:
+    """Seal ``data`` under ``rid`` into the caller's writable ``out``; return the commitments.
+
+    Memory beyond the two buffers: two layers and the column digests (3 x the sector size).
+    """
+    n = _nodes(data)
+    cols, _ = _native().sdr_label(rid, n, layers, data, out, True, [])  # type: ignore[attr-defined]
+    cd, cc, crl = _root(data), _root(cols), _root(out)
+    return Commitments(cd, cc, crl, comm_r(cc, crl))
+
+
+def unseal(
+    replica: bytes | bytearray | memoryview, rid: bytes, layers: int, out: bytearray | memoryview
+) -> None:
+    """Write the data behind ``replica`` into ``out`` (the same labelling work as a seal)."""
+    n = _nodes(replica)
+    _native().sdr_label(rid, n, layers, replica, out, False, [])  # type: ignore[attr-defined]
+
+
+def prove_porep(
+    data: bytes | bytearray | memoryview,
+    replica: bytes | bytearray | memoryview,
+    rid: bytes,
+    layers: int,
+    sector: int,
+    seed: bytes,
+    k: int,
+) -> bytes:
+    """Relabel the sector keeping the challenged columns; return proof bytes (porep format v1)."""
+    n = _nodes(data)
+    if _nodes(replica) != n:
+        raise ProofError("data and replica differ in length")
+    chals = porep_challenges(seed, sector, k, n)
+    opened = [p for c in chals for p in _porep._parents(n, c)]
+    scratch = bytearray(32 * n)
+    cols, kept = _native().sdr_label(rid, n, layers, None, scratch, True, opened)  # type: ignore[attr-defined]
+    del scratch
+    depth = n.bit_length() - 1
+    c_tree, d_tree, r_tree = (
+        merkle.merkle_tree(cols),
+        merkle.merkle_tree(data),
+        merkle.merkle_tree(replica),
+    )
+    c_paths = merkle.merkle_paths(cols, c_tree, 0, opened)
+    d_paths = merkle.merkle_paths(data, d_tree, 0, chals)
+    r_paths = merkle.merkle_paths(replica, r_tree, 0, chals)
+    dv, rv = memoryview(data).cast("B"), memoryview(replica).cast("B")
+    col_len, path_len = 32 * layers, 32 * depth
+    out = [
+        _porep.PROOF_MAGIC,
+        bytes([_porep.PROOF_VERSION, layers, depth, 0]),
+        k.to_bytes(4, "little"),
+    ]
+    out += [merkle.merkle_root(cols, c_tree), merkle.merkle_root(replica, r_tree)]
+    for j, c in enumerate(chals):
+        out.append(c.to_bytes(8, "little"))
+        for i in range(15):
+            o = 15 * j + i
+            out += [
+                kept[o * col_len : (o + 1) * col_len],
+                c_paths[o * path_len : (o + 1) * path_len],
+            ]
+        out += [bytes(dv[32 * c : 32 * c + 32]), d_paths[j * path_len : (j + 1) * path_len]]
+        out += [bytes(rv[32 * c : 32 * c + 32]), r_paths[j * path_len : (j + 1) * path_len]]
+    return b"".join(out)
+
+
+def prove_post(
+    replica: bytes | bytearray | memoryview, comm_c: bytes, challenges: Sequence[int]
+) -> bytes:
+    """Return the PoSt proof (post format v1) opening ``challenges`` of ``replica``."""
+    n = _nodes(replica)
+    if len(comm_c) != 32:
+        raise ProofError("comm_c must be 32 bytes")
+    tree = merkle.merkle_tree(replica)
+    paths = merkle.merkle_paths(replica, tree, 0, list(challenges))
+    depth = n.bit_length() - 1
+    rv = memoryview(replica).cast("B")
+    out = [_post.PROOF_MAGIC, bytes([_post.PROOF_VERSION, depth, 0, 0])]
+    out += [len(challenges).to_bytes(4, "little"), comm_c, merkle.merkle_root(replica, tree)]
+    for j, c in enumerate(challenges):
+        out += [bytes(rv[32 * c : 32 * c + 32]), paths[32 * depth * j : 32 * depth * (j + 1)]]
+    return b"".join(out)
+
+
+def seal_profile(
+    profile: Profile, data: bytes | bytearray | memoryview, rid: bytes
+) -> tuple[bytearray, Commitments]:
+    """Seal a full sector of ``profile`` into a new buffer."""
+    if len(memoryview(data).cast("B")) != profile.sector_size:
+        raise ProofError(f"{profile.name} sectors are {profile.sector_size} bytes")
+    out = bytearray(profile.sector_size)
+    return out, seal(data, rid, profile.layers, out)
