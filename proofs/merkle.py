@@ -20,6 +20,7 @@ __all__ = [
     "merkle_paths",
     "merkle_root",
     "merkle_tree",
+    "merkle_tree_into",
     "merkle_verify_paths",
     "path_size",
 ]
@@ -52,6 +53,15 @@ def merkle_tree(leaves: Buffer, drop: int = 0) -> bytes:
     """
     out: bytes = proofs.impl.merkle_tree(leaves, drop)
     return out
+
+
+def merkle_tree_into(leaves: Buffer, out: bytearray | memoryview, drop: int = 0) -> None:
+    """Build the tree into ``out`` (exactly the tree's size; e.g. an mmap'd file), GIL released.
+
+    Raises:
+        ProofError: bad leaf buffer size, ``drop`` out of range, or ``out`` of the wrong size.
+    """
+    proofs.impl.merkle_tree_into(leaves, out, drop)
 
 
 def merkle_root(leaves: Buffer, tree: Buffer, drop: int = 0) -> bytes:

@@ -112,6 +112,17 @@ def merkle_tree(leaves: bytes, drop: int = 0) -> bytes:
     return b"".join(_rows(leaves)[drop + 1 :])
 
 
+def merkle_tree_into(leaves: bytes, out: bytearray | memoryview, drop: int = 0) -> None:
+    """Build the tree into ``out``, a writable buffer of exactly the tree's size."""
+    tree = merkle_tree(leaves, drop)
+    if len(out) != len(tree):
+        raise ProofError(
+            f"merkle_tree_into: out must be {len(tree)} bytes for {len(leaves) // 32} leaves "
+            f"with drop {drop}, got {len(out)}"
+        )
+    out[:] = tree
+
+
 def _check_tree(tree: bytes, n: int, drop: int, fn: str) -> None:
     want = ((n >> drop) - 1) * 32
     if len(tree) != want:

@@ -206,3 +206,14 @@ def test_build_releases_the_gil() -> None:
     lo, hi = stamps["start"] + 0.25 * span, stamps["start"] + 0.5 * span
     inside = [x for x in ticks if lo < x < hi]
     assert len(inside) > 10, (len(ticks), stamps)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_tree_into_a_buffer_equals_tree(impl: ModuleType) -> None:
+    leaves = os.urandom(32 * 64)
+    for drop in (0, 2):
+        out = bytearray(32 * ((64 >> drop) - 1))
+        impl.merkle_tree_into(leaves, out, drop)
+        assert bytes(out) == impl.merkle_tree(leaves, drop)
+        with pytest.raises(ProofError, match="out must be"):
+            impl.merkle_tree_into(leaves, bytearray(len(out) + 32), drop)
