@@ -9,6 +9,7 @@ topic (``merkle``, ``sealing``, ...) and this package re-exports every public fu
 from __future__ import annotations
 
 from proofs.errors import ProofError
+from proofs.reference.graph import drg_parents, expander_parents
 from proofs.reference.merkle import (
     blake3_derive_key,
     blake3_hash,
@@ -22,13 +23,27 @@ from proofs.reference.merkle import (
     merkle_tree_into,
     merkle_verify_paths,
 )
+from proofs.reference.porep import porep_challenges, porep_proof_size, prove_porep, verify_porep
+from proofs.reference.post import (
+    post_challenges,
+    post_proof_size,
+    prove_post,
+    verify_post,
+    verify_post_batch,
+)
+from proofs.reference.sealing import Commitments, comm_d, comm_r, replica_id, seal, unseal
 
 __all__ = [
+    "Commitments",
     "ProofError",
     "blake3_derive_key",
     "blake3_hash",
     "blake3_keyed_hash",
     "blake3_keyed_hash_many",
+    "comm_d",
+    "comm_r",
+    "drg_parents",
+    "expander_parents",
     "merkle_hash_pair",
     "merkle_node_context",
     "merkle_paths",
@@ -36,6 +51,18 @@ __all__ = [
     "merkle_tree",
     "merkle_tree_into",
     "merkle_verify_paths",
+    "porep_challenges",
+    "porep_proof_size",
+    "post_challenges",
+    "post_proof_size",
+    "prove_porep",
+    "prove_post",
+    "replica_id",
+    "seal",
+    "unseal",
+    "verify_porep",
+    "verify_post",
+    "verify_post_batch",
     "xor_bytes",
 ]
 
