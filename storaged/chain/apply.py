@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from storaged.chain import accounts, governance, providers
+from storaged.chain import accounts, deals, governance, providers
 from storaged.chain.context import Context
 from storaged.chain.errors import (
     BadNonce,
@@ -71,6 +71,7 @@ HANDLERS: dict[str, Callable[[StateOverlay, Tx, accounts.Account, Context], None
     "bond": providers.bond,
     "gov_propose": governance.propose,
     "gov_vote": governance.vote,
+    "publish_deal": deals.publish,
 }
 
 

@@ -17,6 +17,7 @@ Bodies by kind (all amounts are unsigned integers below 2**64):
 | ``register_provider`` | the ``update_provider`` fields plus ``"collateral": uint`` |
 | ``bond`` | ``{"amount": uint}`` (balance -> validator bond) |
 | ``gov_propose`` | ``{"param": text, "value": uint, "effective": uint height}`` |
+| ``publish_deal`` | ``{"proposal": map, "client_sig": bytes(64), "provider_sig": bytes(64)}`` |
 | ``gov_vote`` | ``{"proposal": bytes(32) tx hash of the gov_propose}`` |
 
 Signature: ed25519 (PyNaCl) over ``tag(kind) || chain_id_utf8 || blake3(encode(Tx))`` where
@@ -49,6 +50,7 @@ BODY_FIELDS: dict[str, dict[str, type]] = {
     "bond": {"amount": int},
     "gov_propose": {"param": str, "value": int, "effective": int},
     "gov_vote": {"proposal": bytes},
+    "publish_deal": {"proposal": dict, "client_sig": bytes, "provider_sig": bytes},
 }
 TX_FIELDS: dict[str, type] = {
     "v": int, "chain": str, "kind": str, "from": bytes, "nonce": int, "fee": int, "body": dict,

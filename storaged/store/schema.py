@@ -143,3 +143,18 @@ STATE_PROPOSAL = b"\x36"  # + 32-byte proposal id (its tx hash) -> CBOR governan
 def state_proposal_key(proposal_id: bytes) -> bytes:
     """State key of a governance proposal."""
     return STATE_PROPOSAL + hash32(proposal_id)
+
+
+STATE_DEAL_NEXT_ID = b"\x37"  # -> u64 next deal id
+STATE_DEAL = b"\x38"  # + u64 deal id -> CBOR deal record
+STATE_DEAL_PENDING = b"\x39"  # + u64 start epoch + u64 deal id -> b"" (published, not active)
+
+
+def state_deal_key(deal_id: int) -> bytes:
+    """State key of a deal."""
+    return STATE_DEAL + u64(deal_id)
+
+
+def state_deal_pending_key(start: int, deal_id: int) -> bytes:
+    """Index entry of a published deal awaiting activation, ordered by start epoch."""
+    return STATE_DEAL_PENDING + u64(start) + u64(deal_id)
