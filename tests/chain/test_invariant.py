@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from storaged.chain.accounts import load_totals
+from storaged.chain.deals import sign_proposal
 from storaged.chain.state import StateOverlay
 from storaged.chain.supply import check_supply
 from storaged.chain.tx import sign_tx
@@ -14,13 +17,26 @@ from tests.chain.helpers import CHAIN, commit_txs, key, make_app, pk
 N_KEYS = 4
 
 op = st.tuples(
-    st.sampled_from(["transfer", "escrow_deposit", "escrow_withdraw"]),
+    st.sampled_from(["transfer", "escrow_deposit", "escrow_withdraw", "publish_deal"]),
     st.integers(0, N_KEYS - 1),  # sender
     st.integers(0, N_KEYS - 1),  # recipient
     st.integers(0, 400),  # amount (often more than the balance: must be refused cleanly)
     st.integers(0, 3),  # fee (0 is below the minimum)
     st.integers(-1, 1),  # nonce skew: replay, correct, gap
 )
+
+
+def _body(kind: str, i: int, j: int, amount: int) -> dict[str, Any]:
+    if kind == "transfer":
+        return {"to": pk(j), "amount": amount}
+    if kind == "publish_deal":
+        # i publishes as provider for client j; start soon so many deals expire in the run
+        p = {"piece": bytes([amount % 256]) * 32, "size": 1024, "client": pk(j),
+             "provider": pk(i), "price": amount % 7, "start": 2 + amount % 3,
+             "end": 10, "collateral": amount % 50}
+        return {"proposal": p, "client_sig": sign_proposal(key(j), CHAIN, p),
+                "provider_sig": sign_proposal(key(i), CHAIN, p)}
+    return {"amount": amount}
 
 
 Op = tuple[str, int, int, int, int, int]
@@ -35,7 +51,7 @@ def test_supply_invariant_on_random_blocks(blocks: list[list[Op]]) -> None:
     for ops in blocks:
         txs = []
         for kind, i, j, amount, fee, skew in ops:
-            body = {"to": pk(j), "amount": amount} if kind == "transfer" else {"amount": amount}
+            body = _body(kind, i, j, amount)
             txs.append(sign_tx(key(i), CHAIN, kind, max(0, nonces[i] + skew), fee, body))
             nonces[i] += 1
         commit_txs(app, txs)
