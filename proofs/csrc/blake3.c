@@ -37,8 +37,9 @@ static inline uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n
         b = rotr(b ^ c, 7);          \
     } while (0)
 
-void sd_b3_compress_cv(const uint32_t cv[8], const uint8_t block[SD_B3_BLOCK_LEN],
-                       uint64_t counter, uint32_t block_len, uint32_t flags, uint32_t out[8]) {
+static void compress_portable(const uint32_t cv[8], const uint8_t block[SD_B3_BLOCK_LEN],
+                              uint64_t counter, uint32_t block_len, uint32_t flags,
+                              uint32_t out[8]) {
     uint32_t m[16];
     for (int i = 0; i < 16; i++) m[i] = sd_b3_load32(block + 4 * i);
     uint32_t v[16] = {cv[0], cv[1], cv[2], cv[3], cv[4], cv[5], cv[6], cv[7],
@@ -60,7 +61,7 @@ void sd_b3_compress_cv(const uint32_t cv[8], const uint8_t block[SD_B3_BLOCK_LEN
 
 /* ---- run-time back-end selection ---- */
 
-enum { B_UNSET, B_PORTABLE, B_AVX2 };
+enum { B_UNSET, B_PORTABLE, B_SSE41, B_AVX2 }; /* each implies the ones before */
 static int backend = B_UNSET;
 
 static int choose_backend(void) {
@@ -69,7 +70,8 @@ static int choose_backend(void) {
     if (force != NULL && force[0] != '\0' && strcmp(force, "0") != 0) return B_PORTABLE;
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2")) b = B_AVX2;
+    if (__builtin_cpu_supports("sse4.1")) b = B_SSE41;
+    if (b == B_SSE41 && __builtin_cpu_supports("avx2")) b = B_AVX2;
 #endif
     return b;
 }
@@ -84,14 +86,31 @@ static inline int get_backend(void) {
     return b;
 }
 
-const char *sd_b3_backend(void) { return get_backend() == B_AVX2 ? "avx2" : "portable"; }
+const char *sd_b3_backend(void) {
+    switch (get_backend()) {
+    case B_AVX2: return "avx2";
+    case B_SSE41: return "sse41";
+    default: return "portable";
+    }
+}
+
+void sd_b3_compress_cv(const uint32_t cv[8], const uint8_t block[SD_B3_BLOCK_LEN],
+                       uint64_t counter, uint32_t block_len, uint32_t flags, uint32_t out[8]) {
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+    if (get_backend() >= B_SSE41) {
+        sd_b3_compress_cv_sse41(cv, block, counter, block_len, flags, out);
+        return;
+    }
+#endif
+    compress_portable(cv, block, counter, block_len, flags, out);
+}
 
 static void keyed_hash64_many_portable(const uint32_t key[8], const uint8_t *in, size_t n,
                                        uint8_t *out) {
     const uint32_t flags = SD_B3_CHUNK_START | SD_B3_CHUNK_END | SD_B3_ROOT | SD_B3_KEYED_HASH;
     for (size_t i = 0; i < n; i++) {
         uint32_t w[8];
-        sd_b3_compress_cv(key, in + 64 * i, 0, 64, flags, w);
+        compress_portable(key, in + 64 * i, 0, 64, flags, w);
         sd_b3_cv_bytes(w, out + 32 * i);
     }
 }

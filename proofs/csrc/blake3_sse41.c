@@ -1,0 +1,77 @@
+/* BLAKE3 single-message compression with 128-bit vectors (SSE4.1), row-parallel: the four
+ * state rows are four vectors, one G step runs the four columns (then the four diagonals)
+ * at once. This speeds up sequential hashing (sealing's chains of short messages), where
+ * there are no independent messages to spread across lanes. Only called after blake3.c has
+ * checked the CPU supports SSE4.1. */
+#include "blake3_impl.h"
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+
+#define TGT __attribute__((target("sse4.1")))
+
+static const uint8_t sched[7][16] = {
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+    {2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8},
+    {3, 4, 10, 12, 13, 2, 7, 14, 6, 5, 9, 0, 11, 15, 8, 1},
+    {10, 7, 12, 9, 14, 3, 13, 15, 4, 0, 11, 2, 5, 8, 1, 6},
+    {12, 13, 9, 11, 15, 10, 14, 8, 7, 2, 5, 3, 0, 1, 6, 4},
+    {9, 14, 11, 5, 8, 12, 15, 1, 13, 3, 0, 10, 2, 6, 4, 7},
+    {11, 15, 5, 0, 1, 9, 8, 6, 14, 10, 2, 12, 3, 4, 7, 13},
+};
+
+TGT static inline __m128i rot16(__m128i x) {
+    return _mm_shuffle_epi8(x, _mm_setr_epi8(2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13));
+}
+TGT static inline __m128i rot8(__m128i x) {
+    return _mm_shuffle_epi8(x, _mm_setr_epi8(1, 2, 3, 0, 5, 6, 7, 4, 9, 10, 11, 8, 13, 14, 15, 12));
+}
+TGT static inline __m128i rot12(__m128i x) {
+    return _mm_or_si128(_mm_srli_epi32(x, 12), _mm_slli_epi32(x, 20));
+}
+TGT static inline __m128i rot7(__m128i x) {
+    return _mm_or_si128(_mm_srli_epi32(x, 7), _mm_slli_epi32(x, 25));
+}
+
+#define G4(mx, my)                                          \
+    do {                                                    \
+        a = _mm_add_epi32(_mm_add_epi32(a, b), mx);         \
+        d = rot16(_mm_xor_si128(d, a));                     \
+        c = _mm_add_epi32(c, d);                            \
+        b = rot12(_mm_xor_si128(b, c));                     \
+        a = _mm_add_epi32(_mm_add_epi32(a, b), my);         \
+        d = rot8(_mm_xor_si128(d, a));                      \
+        c = _mm_add_epi32(c, d);                            \
+        b = rot7(_mm_xor_si128(b, c));                      \
+    } while (0)
+
+TGT void sd_b3_compress_cv_sse41(const uint32_t cv[8], const uint8_t block[SD_B3_BLOCK_LEN],
+                                 uint64_t counter, uint32_t block_len, uint32_t flags,
+                                 uint32_t out[8]) {
+    uint32_t m[16];
+    for (int i = 0; i < 16; i++) m[i] = sd_b3_load32(block + 4 * i);
+    __m128i a = _mm_loadu_si128((const __m128i *)(const void *)cv);
+    __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(cv + 4));
+    __m128i c = _mm_loadu_si128((const __m128i *)(const void *)sd_b3_iv);
+    __m128i d = _mm_setr_epi32((int)(uint32_t)counter, (int)(uint32_t)(counter >> 32),
+                               (int)block_len, (int)flags);
+#pragma GCC unroll 7
+    for (int r = 0; r < 7; r++) {
+        const uint8_t *s = sched[r];
+        /* Columns: G(0,4,8,12) .. G(3,7,11,15) in lanes 0..3. */
+        G4(_mm_setr_epi32((int)m[s[0]], (int)m[s[2]], (int)m[s[4]], (int)m[s[6]]),
+           _mm_setr_epi32((int)m[s[1]], (int)m[s[3]], (int)m[s[5]], (int)m[s[7]]));
+        /* Rotate rows so the diagonals G(0,5,10,15) .. G(3,4,9,14) line up in lanes 0..3. */
+        b = _mm_shuffle_epi32(b, _MM_SHUFFLE(0, 3, 2, 1));
+        c = _mm_shuffle_epi32(c, _MM_SHUFFLE(1, 0, 3, 2));
+        d = _mm_shuffle_epi32(d, _MM_SHUFFLE(2, 1, 0, 3));
+        G4(_mm_setr_epi32((int)m[s[8]], (int)m[s[10]], (int)m[s[12]], (int)m[s[14]]),
+           _mm_setr_epi32((int)m[s[9]], (int)m[s[11]], (int)m[s[13]], (int)m[s[15]]));
+        b = _mm_shuffle_epi32(b, _MM_SHUFFLE(2, 1, 0, 3));
+        c = _mm_shuffle_epi32(c, _MM_SHUFFLE(1, 0, 3, 2));
+        d = _mm_shuffle_epi32(d, _MM_SHUFFLE(0, 3, 2, 1));
+    }
+    _mm_storeu_si128((__m128i *)(void *)out, _mm_xor_si128(a, c));
+    _mm_storeu_si128((__m128i *)(void *)(out + 4), _mm_xor_si128(b, d));
+}
+#endif
