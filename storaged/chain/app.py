@@ -28,7 +28,7 @@ from storaged.chain.context import Context
 from storaged.chain.cron import end_of_block
 from storaged.chain.errors import ChainError, InvalidBlock, StateCorrupt, ensure
 from storaged.chain.providers import Provider
-from storaged.chain.state import StateOverlay
+from storaged.chain.state import EntryProof, StateOverlay, prove_entry
 from storaged.chain.tx import decode_tx
 from storaged.store import schema
 from storaged.store.kv import KV
@@ -202,3 +202,15 @@ class ChainApp:
             StateCorrupt: no set recorded (no genesis).
         """
         return providers.validators(StateOverlay(self.kv), height)
+
+    def query(self, key: bytes) -> tuple[Head, bytes, EntryProof] | None:
+        """A committed state entry with its Merkle proof against the head's state root.
+
+        A light client checks it with :func:`storaged.chain.state.verify_entry` against a
+        header it trusts (one carrying a commit certificate).  None when ``key`` is absent.
+        """
+        head = self.head()
+        found = prove_entry(list(StateOverlay(self.kv).scan_entries()), key)
+        if found is None:
+            return None
+        return head, found[0], found[1]

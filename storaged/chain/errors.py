@@ -7,7 +7,7 @@ its own leaf so callers (mempool, consensus, CLI) can tell why a transaction was
 
 from __future__ import annotations
 
-from storaged.errors import LocalBugError, RemoteError
+from storaged.errors import IntegrityError, LocalBugError, RemoteError
 
 
 class ChainError(RemoteError):
@@ -48,6 +48,10 @@ class InvalidBlock(ChainError):
 
 class StateCorrupt(LocalBugError):
     """Stored chain state fails its own invariants (totals do not add up, bad entry)."""
+
+
+class StateProofInvalid(IntegrityError):
+    """A state entry's Merkle proof does not lead to the committed state root."""
 
 
 def ensure(condition: bool, error: type[ChainError], message: str) -> None:

@@ -12,15 +12,19 @@ State root (version 1): a binary blake3 Merkle tree over every state entry (keys
     root of no entries = blake3(0x02)
 
 It is recomputed from the full entry set each block (O(entries)); see docs/architecture.md.
+:func:`prove_entry` / :func:`verify_entry` give light clients membership proofs against it.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 import blake3
 
+from storaged.chain.errors import StateProofInvalid
 from storaged.store import schema
 from storaged.store.kv import WriteBatch
 
@@ -138,3 +142,63 @@ def state_root(entries: Iterator[tuple[bytes, bytes]]) -> bytes:
         level = nxt
     return level[0]
 
+
+
+@dataclass(frozen=True, slots=True)
+class EntryProof:
+    """Merkle path of one state entry: its index among ``count`` sorted entries, siblings
+    from the leaf up (a level where the node is carried up contributes no sibling).
+
+    Wire form (canonical CBOR): ``{"index": uint, "count": uint, "siblings": [bytes(32)]}``.
+    """
+
+    index: int
+    count: int
+    siblings: tuple[bytes, ...]
+
+
+def _node(left: bytes, right: bytes) -> bytes:
+    return blake3.blake3(b"\x01" + left + right).digest()
+
+
+def prove_entry(entries: list[tuple[bytes, bytes]], key: bytes) -> tuple[bytes, EntryProof] | None:
+    """The value at ``key`` and its proof against :func:`state_root` of ``entries`` (sorted).
+
+    Returns None when ``key`` is absent (non-membership proofs are not supported yet).
+    """
+    keys = [k for k, _ in entries]
+    pos = bisect.bisect_left(keys, key)
+    if pos == len(keys) or keys[pos] != key:
+        return None
+    level = [leaf_hash(k, v) for k, v in entries]
+    index, siblings = pos, []
+    while len(level) > 1:
+        sibling = index ^ 1
+        if sibling < len(level):
+            siblings.append(level[sibling])
+        level = [_node(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)] + (
+            [level[-1]] if len(level) % 2 else [])
+        index //= 2
+    return entries[pos][1], EntryProof(pos, len(entries), tuple(siblings))
+
+
+def verify_entry(root: bytes, key: bytes, value: bytes, proof: EntryProof) -> None:
+    """Check that (key, value) is in the state committed to by ``root``.
+
+    Raises:
+        StateProofInvalid: the proof is malformed or does not lead to ``root``.
+    """
+    if not 0 <= proof.index < proof.count:
+        raise StateProofInvalid("proof index outside the entry count")
+    node, index, width, used = leaf_hash(key, value), proof.index, proof.count, 0
+    while width > 1:
+        sibling = index ^ 1
+        if sibling < width:
+            if used == len(proof.siblings):
+                raise StateProofInvalid("proof too short")
+            other = proof.siblings[used]
+            used += 1
+            node = _node(other, node) if index % 2 else _node(node, other)
+        index, width = index // 2, (width + 1) // 2
+    if used != len(proof.siblings) or node != root:
+        raise StateProofInvalid("state proof does not match the root")
