@@ -39,7 +39,6 @@ __all__ = [
 
 porep_challenges = _porep.porep_challenges
 post_challenges = _post.post_challenges
-verify_porep = _porep.verify_porep
 verify_post = _post.verify_post
 verify_post_batch = _post.verify_post_batch
 
@@ -134,6 +133,23 @@ def prove_porep(
         out += [bytes(dv[32 * c : 32 * c + 32]), d_paths[j * path_len : (j + 1) * path_len]]
         out += [bytes(rv[32 * c : 32 * c + 32]), r_paths[j * path_len : (j + 1) * path_len]]
     return b"".join(out)
+
+
+def verify_porep(
+    comm_d: bytes,
+    comm_r: bytes,
+    rid: bytes,
+    n_nodes: int,
+    layers: int,
+    sector: int,
+    seed: bytes,
+    k: int,
+    proof: bytes,
+) -> bool:
+    """Return whether ``proof`` (porep format v1) is valid; the C twin of the reference check."""
+    chals = porep_challenges(seed, sector, k, n_nodes)
+    ok: bool = _native().porep_verify(comm_d, comm_r, rid, n_nodes, layers, chals, proof)  # type: ignore[attr-defined]
+    return ok
 
 
 def prove_post(

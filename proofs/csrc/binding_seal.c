@@ -145,7 +145,64 @@ done:
     return res;
 }
 
+/* porep_verify(comm_d, comm_r, replica_id, n_nodes, layers, challenges, proof) -> bool */
+static PyObject *py_porep_verify(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer cd, cr, rid, proof;
+    unsigned long long n;
+    unsigned int layers;
+    PyObject *chal_obj;
+    if (!PyArg_ParseTuple(args, "y*y*y*KIOy*:porep_verify", &cd, &cr, &rid, &n, &layers,
+                          &chal_obj, &proof))
+        return NULL;
+    PyObject *res = NULL;
+    uint64_t *chals = NULL;
+    if (cd.len != 32 || cr.len != 32 || rid.len != 32) {
+        FAIL("porep_verify: comm_d, comm_r and replica id must be 32 bytes each");
+        goto done;
+    }
+    if (check_graph(n, 0, "porep_verify") != 0) goto done;
+    if (layers < 1 || layers > 255) {
+        FAIL("porep_verify: layer count must be in 1..255, got %u", layers);
+        goto done;
+    }
+    PyObject *seq = PySequence_Fast(chal_obj, "porep_verify: challenges must be a sequence");
+    if (seq == NULL) goto done;
+    Py_ssize_t k = PySequence_Fast_GET_SIZE(seq);
+    chals = malloc(sizeof(uint64_t) * (size_t)(k ? k : 1));
+    for (Py_ssize_t i = 0; chals != NULL && i < k; i++) {
+        chals[i] = PyLong_AsUnsignedLongLong(PySequence_Fast_GET_ITEM(seq, i));
+        if (PyErr_Occurred()) {
+            Py_DECREF(seq);
+            goto done;
+        }
+    }
+    Py_DECREF(seq);
+    if (chals == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = sd_porep_verify(cd.buf, cr.buf, rid.buf, n, layers, chals, (size_t)k, proof.buf,
+                         (size_t)proof.len);
+    Py_END_ALLOW_THREADS
+    if (rc < 0)
+        FAIL("porep_verify: invalid parameters");
+    else
+        res = PyBool_FromLong(rc);
+done:
+    free(chals);
+    PyBuffer_Release(&cd);
+    PyBuffer_Release(&cr);
+    PyBuffer_Release(&rid);
+    PyBuffer_Release(&proof);
+    return res;
+}
+
 PyMethodDef sd_seal_methods[] = {
+    {"porep_verify", py_porep_verify, METH_VARARGS,
+     "porep_verify(comm_d, comm_r, replica_id, n_nodes, layers, challenges, proof) -> bool"},
     {"drg_parents", py_drg_parents, METH_VARARGS, "drg_parents(n_nodes, v) -> 6 same-layer parents"},
     {"expander_parents", py_expander_parents, METH_VARARGS,
      "expander_parents(n_nodes, v) -> 8 previous-layer parents"},

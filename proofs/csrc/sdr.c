@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "blake3.h"
+#include "merkle.h"
 
 #define KEY_CTX "storaged proofs v1 key"
 #define PERM_ROUNDS 4
@@ -159,4 +160,75 @@ int sd_sdr_label(const uint8_t rid[32], uint64_t n, unsigned n_layers, const uin
     free(prev);
     free(cur);
     return 0;
+}
+
+/* ---- PoRep verification (spec: proofs/reference/porep.py verify_porep) ---- */
+
+static int verify_column(const keys_t *k, const uint8_t comm_c[32], uint64_t n, unsigned layers,
+                         uint64_t node, const uint8_t *col, const uint8_t *path) {
+    uint8_t state[64] = {0};
+    for (unsigned l = 0; l < layers; l++) {
+        memcpy(state + 32, col + 32 * l, 32);
+        sd_b3_keyed_hash(k->column, state, 64, state);
+    }
+    return sd_merkle_verify(comm_c, n, node, state, path) == 1;
+}
+
+int sd_porep_verify(const uint8_t comm_d[32], const uint8_t comm_r[32], const uint8_t rid[32],
+                    uint64_t n, unsigned layers, const uint64_t *chals, size_t k,
+                    const uint8_t *proof, size_t len) {
+    keys_t keys;
+    if (init_keys(&keys, n) != 0 || layers < 1 || layers > 255 || k > 0xFFFFFFFFu) return -1;
+    size_t depth = (size_t)sd_sdr_depth(n);
+    size_t col_len = 32 * (size_t)layers, path_len = 32 * depth;
+    size_t per = 8 + 15 * (col_len + path_len) + 2 * (32 + path_len);
+    if (len != 76 + k * per) return 0;
+    const uint8_t head[8] = {'S', 'D', 'R', 'P', 1, (uint8_t)layers, (uint8_t)depth, 0};
+    if (memcmp(proof, head, 8) != 0 || le(proof + 8, 4) != k) return 0;
+    const uint8_t *comm_c = proof + 12, *comm_r_last = proof + 44;
+    uint8_t key_r[32], cr[32];
+    named_key("comm_r", key_r);
+    sd_b3_keyed_hash(key_r, proof + 12, 64, cr);
+    if (memcmp(cr, comm_r, 32) != 0) return 0;
+    const uint8_t *p = proof + 76;
+    uint8_t msg[512], lab[32];
+    for (size_t j = 0; j < k; j++) {
+        uint64_t c = chals[j];
+        if (c == 0 || c >= n || le(p, 8) != c) return 0;
+        p += 8;
+        uint64_t nodes[15];
+        const uint8_t *cols[15];
+        nodes[0] = c;
+        drg(&keys, n, c, nodes + 1);
+        expander(&keys, c, nodes + 7);
+        for (int i = 0; i < 15; i++) {
+            cols[i] = p;
+            if (!verify_column(&keys, comm_c, n, layers, nodes[i], p, p + col_len)) return 0;
+            p += col_len + path_len;
+        }
+        for (unsigned l = 1; l <= layers; l++) {
+            memset(msg, 0, 64);
+            memcpy(msg, rid, 32);
+            put_le(msg + 32, l, 8);
+            put_le(msg + 40, c, 8);
+            for (int i = 0; i < 6; i++) memcpy(msg + 64 + 32 * i, cols[1 + i] + 32 * (l - 1), 32);
+            for (int i = 0; i < 8; i++) {
+                if (l == 1)
+                    memset(msg + 256 + 32 * i, 0, 32);
+                else
+                    memcpy(msg + 256 + 32 * i, cols[7 + i] + 32 * (l - 2), 32);
+            }
+            sd_b3_keyed_hash(keys.label, msg, sizeof msg, lab);
+            if (memcmp(lab, cols[0] + 32 * (l - 1), 32) != 0) return 0;
+        }
+        const uint8_t *d_leaf = p, *d_path = p + 32, *r_leaf = p + 32 + path_len,
+                      *r_path = p + 64 + path_len;
+        p += 2 * (32 + path_len);
+        if (sd_merkle_verify(comm_d, n, c, d_leaf, d_path) != 1) return 0;
+        if (sd_merkle_verify(comm_r_last, n, c, r_leaf, r_path) != 1) return 0;
+        const uint8_t *last = cols[0] + 32 * (layers - 1);
+        for (int i = 0; i < 32; i++)
+            if ((uint8_t)(d_leaf[i] ^ last[i]) != r_leaf[i]) return 0;
+    }
+    return 1;
 }

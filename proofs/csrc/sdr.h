@@ -30,4 +30,11 @@ int sd_sdr_label(const uint8_t replica_id[32], uint64_t n_nodes, unsigned n_laye
                  const uint8_t *in, uint8_t *out, uint8_t *col_out, const uint64_t *keep,
                  size_t n_keep, uint8_t *keep_out);
 
+
+
+/* Verify a PoRep proof (format v1, see proofs/reference/porep.py) for the given challenges
+ * (computed by the caller from the seed). Returns 1 if valid, 0 if not, -1 on bad arguments. */
+int sd_porep_verify(const uint8_t comm_d[32], const uint8_t comm_r[32],
+                    const uint8_t replica_id[32], uint64_t n_nodes, unsigned n_layers,
+                    const uint64_t *challenges, size_t k, const uint8_t *proof, size_t len);
 #endif

@@ -112,3 +112,28 @@ def test_gil_released_during_labelling() -> None:
         spins += 1
     t.join()
     assert spins > 1000
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_c_porep_verify_equals_twin_on_tampered_proofs(data: st.DataObject) -> None:
+    blob = bytes((i * 11) & 0xFF for i in range(32 * 64))
+    rid = ref.replica_id(b"prov", 9, ref.comm_d(blob), bytes(32))
+    out = bytearray(len(blob))
+    c = S.seal(blob, rid, 2, out)
+    seed = b"\x03" * 32
+    proof = bytearray(S.prove_porep(blob, out, rid, 2, 9, seed, 2))
+    if data.draw(st.booleans()):
+        bit = data.draw(st.integers(0, 8 * len(proof) - 1))
+        proof[bit // 8] ^= 1 << (bit % 8)
+    args = (c.comm_d, c.comm_r, rid, 64, 2, 9, seed, 2, bytes(proof))
+    assert S.verify_porep(*args) == ref.verify_porep(*args)
+    assert not S.verify_porep(c.comm_d, c.comm_r, rid, 64, 2, 10, seed, 2, bytes(proof))
+    assert not S.verify_porep(c.comm_d, c.comm_r, rid, 64, 2, 9, seed, 2, bytes(proof[:-1]))
+
+
+def test_c_porep_verify_bad_parameters() -> None:
+    with pytest.raises(ProofError, match="32 bytes"):
+        S.verify_porep(bytes(31), bytes(32), bytes(32), 64, 2, 1, bytes(32), 1, b"")
+    with pytest.raises(ProofError, match="power of two"):
+        S.verify_porep(bytes(32), bytes(32), bytes(32), 63, 2, 1, bytes(32), 1, b"")
