@@ -257,7 +257,31 @@ void sd_b3_hasher_finalize(const sd_b3_hasher *h, uint8_t out[SD_B3_OUT_LEN]) {
 
 /* ---- one-shot modes ---- */
 
+/* A message of at most one chunk is its own root: compress its blocks straight from the
+ * input, without the hasher's buffering (sealing hashes ~450-byte labels this way). */
+static void hash_one_chunk(const uint32_t key[8], uint32_t mode, const uint8_t *in, size_t len,
+                           uint8_t out[SD_B3_OUT_LEN]) {
+    uint32_t cv[8];
+    memcpy(cv, key, sizeof cv);
+    uint32_t start = SD_B3_CHUNK_START;
+    while (len > SD_B3_BLOCK_LEN) {
+        sd_b3_compress_cv(cv, in, 0, SD_B3_BLOCK_LEN, mode | start, cv);
+        start = 0;
+        in += SD_B3_BLOCK_LEN;
+        len -= SD_B3_BLOCK_LEN;
+    }
+    uint8_t last[SD_B3_BLOCK_LEN] = {0};
+    if (len > 0) memcpy(last, in, len);
+    sd_b3_compress_cv(cv, last, 0, (uint32_t)len, mode | start | SD_B3_CHUNK_END | SD_B3_ROOT,
+                      cv);
+    sd_b3_cv_bytes(cv, out);
+}
+
 void sd_b3_hash(const uint8_t *in, size_t len, uint8_t out[SD_B3_OUT_LEN]) {
+    if (len <= SD_B3_CHUNK_LEN) {
+        hash_one_chunk(sd_b3_iv, 0, in, len, out);
+        return;
+    }
     sd_b3_hasher h;
     sd_b3_hasher_init(&h);
     sd_b3_hasher_update(&h, in, len);
@@ -266,6 +290,12 @@ void sd_b3_hash(const uint8_t *in, size_t len, uint8_t out[SD_B3_OUT_LEN]) {
 
 void sd_b3_keyed_hash(const uint8_t key[SD_B3_KEY_LEN], const uint8_t *in, size_t len,
                       uint8_t out[SD_B3_OUT_LEN]) {
+    if (len <= SD_B3_CHUNK_LEN) {
+        uint32_t w[8];
+        sd_b3_key_words(key, w);
+        hash_one_chunk(w, SD_B3_KEYED_HASH, in, len, out);
+        return;
+    }
     sd_b3_hasher h;
     sd_b3_hasher_init_keyed(&h, key);
     sd_b3_hasher_update(&h, in, len);
@@ -307,6 +337,10 @@ void sd_b3_keyed_hash_many(const uint8_t key[SD_B3_KEY_LEN], const uint8_t *cons
         return;
     }
     for (size_t i = 0; i < n; i++) {
+        if (len <= SD_B3_CHUNK_LEN) {
+            hash_one_chunk(w, SD_B3_KEYED_HASH, msgs[i], len, out + 32 * i);
+            continue;
+        }
         sd_b3_hasher h;
         sd_b3_hasher_init_raw(&h, w, SD_B3_KEYED_HASH);
         sd_b3_hasher_update(&h, msgs[i], len);
