@@ -2,8 +2,9 @@
 
 The byte formats and the normative algorithms are in ``proofs.reference.{graph,sealing,porep,
 post}``; this module runs the hot parts (labelling, Merkle trees) in C and produces results
-bit-identical to the twin (the tests compare them).  Verification is cheap and runs the twin's
-checks over the C Merkle verifier-free path (``proofs.reference.porep.verify_porep``).
+bit-identical to the twin (the tests compare them).  PoRep verification runs in C
+(``sd_porep_verify``); PoSt verification is a handful of Merkle paths and runs the twin's check.
+Bad parameters raise ProofError; a bad proof makes ``verify_*`` return False.
 
 Every function that can run long releases the GIL (the C labelling and tree building do), so
 providers can seal on worker threads (``trio.to_thread.run_sync``).

@@ -1,21 +1,12 @@
-"""Minimal binary Merkle helper used by the sealing twin until ``proofs.reference.merkle`` lands.
+"""Row-list view of the Merkle tree for the sealing twin (readable indexing by node).
 
-Same construction as the pinned C API (merkle.h): raw 32-byte leaves, node = keyed BLAKE3 of
-left || right under a derive_key context key, power-of-two leaf counts.  Kept private so the
-sealing twin can be swapped onto the shared Merkle twin with a one-line import change.
+The node hash is ``proofs.reference.merkle.merkle_hash_pair`` (the tree format spec); this helper
+only keeps rows as lists of 32-byte nodes so the PoRep/PoSt twins read like the spec.
 """
 
 from __future__ import annotations
 
-from blake3 import blake3
-
-NODE_CONTEXT = "storaged 2026-11 merkle node v1"  # must equal proofs.reference.merkle's
-_NODE_KEY = blake3(b"", derive_key_context=NODE_CONTEXT).digest()
-
-
-def hash_pair(left: bytes, right: bytes) -> bytes:
-    """Return the parent of two 32-byte nodes."""
-    return blake3(left + right, key=_NODE_KEY).digest()
+from proofs.reference.merkle import merkle_hash_pair as hash_pair
 
 
 def build(leaves: list[bytes]) -> list[list[bytes]]:
