@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from storaged.chain.accounts import load_totals
 from storaged.chain.deals import sign_proposal
+from storaged.chain.providers import held_by_providers
 from storaged.chain.state import StateOverlay
 from storaged.chain.supply import check_supply
 from storaged.chain.tx import sign_tx
@@ -17,7 +18,8 @@ from tests.chain.helpers import CHAIN, commit_txs, key, make_app, pk
 N_KEYS = 4
 
 op = st.tuples(
-    st.sampled_from(["transfer", "escrow_deposit", "escrow_withdraw", "publish_deal"]),
+    st.sampled_from(["transfer", "escrow_deposit", "escrow_withdraw", "publish_deal",
+                     "register_provider", "bond"]),
     st.integers(0, N_KEYS - 1),  # sender
     st.integers(0, N_KEYS - 1),  # recipient
     st.integers(0, 400),  # amount (often more than the balance: must be refused cleanly)
@@ -36,6 +38,9 @@ def _body(kind: str, i: int, j: int, amount: int) -> dict[str, Any]:
              "end": 10, "collateral": amount % 50}
         return {"proposal": p, "client_sig": sign_proposal(key(j), CHAIN, p),
                 "provider_sig": sign_proposal(key(i), CHAIN, p)}
+    if kind == "register_provider":
+        return {"peer_id": f"peer{i}", "addrs": [], "price": 1, "capacity": 1 << 30,
+                "collateral": amount}
     return {"amount": amount}
 
 
@@ -59,6 +64,7 @@ def test_supply_invariant_on_random_blocks(blocks: list[list[Op]]) -> None:
         state = StateOverlay(app.kv)
         check_supply(state)  # raises StateCorrupt if held + burned != minted
         held = sum(app.account(pk(i)).total() for i in range(N_KEYS))
+        held += held_by_providers(state)
         totals = load_totals(state)
         assert totals.minted == minted
         assert held + totals.burned == minted
