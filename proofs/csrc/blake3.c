@@ -336,7 +336,13 @@ void sd_b3_keyed_hash_many(const uint8_t key[SD_B3_KEY_LEN], const uint8_t *cons
         for (; i < n; i++) sd_b3_keyed_hash64_many(w, msgs[i], 1, out + 32 * i);
         return;
     }
-    for (size_t i = 0; i < n; i++) {
+    size_t i = 0;
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+    /* Short messages: 8 at a time, one per lane, block by block. */
+    if (len <= SD_B3_CHUNK_LEN && get_backend() >= B_AVX2)
+        for (; i + 8 <= n; i += 8) sd_b3_keyed_hash_short8_avx2(w, msgs + i, len, out + 32 * i);
+#endif
+    for (; i < n; i++) {
         if (len <= SD_B3_CHUNK_LEN) {
             hash_one_chunk(w, SD_B3_KEYED_HASH, msgs[i], len, out + 32 * i);
             continue;

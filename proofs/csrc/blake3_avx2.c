@@ -1,6 +1,8 @@
 /* BLAKE3 8-lane AVX2 kernel: eight independent single-block compressions at once, one
  * message per 32-bit lane (the Merkle row kernel). Compiled with a target attribute and only
  * called after blake3.c has checked the CPU supports AVX2; portable builds compile nothing. */
+#include <string.h>
+
 #include "blake3_impl.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
@@ -118,5 +120,62 @@ TGT void sd_b3_keyed_hash64_many_avx2(const uint32_t key[8], const uint8_t *in, 
         sd_b3_compress_cv(key, in + 64 * i, 0, 64, flags, w);
         sd_b3_cv_bytes(w, out + 32 * i);
     }
+}
+/* One block compression in each of 8 lanes, chaining values in and out of h (counter 0:
+ * every message here is a single chunk). */
+TGT static void compress8(__m256i h[8], const __m256i m[16], uint32_t block_len,
+                          uint32_t flags) {
+    __m256i v[16];
+    for (int i = 0; i < 8; i++) v[i] = h[i];
+    for (int i = 0; i < 4; i++) v[8 + i] = _mm256_set1_epi32((int)sd_b3_iv[i]);
+    v[12] = _mm256_setzero_si256();
+    v[13] = _mm256_setzero_si256();
+    v[14] = _mm256_set1_epi32((int)block_len);
+    v[15] = _mm256_set1_epi32((int)flags);
+#pragma GCC unroll 7
+    for (int r = 0; r < 7; r++) {
+        const uint8_t *s = sched[r];
+        G8(0, 4, 8, 12, m[s[0]], m[s[1]]);
+        G8(1, 5, 9, 13, m[s[2]], m[s[3]]);
+        G8(2, 6, 10, 14, m[s[4]], m[s[5]]);
+        G8(3, 7, 11, 15, m[s[6]], m[s[7]]);
+        G8(0, 5, 10, 15, m[s[8]], m[s[9]]);
+        G8(1, 6, 11, 12, m[s[10]], m[s[11]]);
+        G8(2, 7, 8, 13, m[s[12]], m[s[13]]);
+        G8(3, 4, 9, 14, m[s[14]], m[s[15]]);
+    }
+    for (int i = 0; i < 8; i++) h[i] = XOR(v[i], v[i + 8]);
+}
+
+/* Keyed hashes of 8 messages of the same length len <= 1024 (one chunk each, so each is its
+ * own root): block b of all 8 messages is compressed at once. Outputs at out + 32*j. */
+TGT void sd_b3_keyed_hash_short8_avx2(const uint32_t key[8], const uint8_t *const msgs[8],
+                                      size_t len, uint8_t *out) {
+    __m256i h[8], m[16], lo[8], hi[8];
+    uint8_t pad[8][SD_B3_BLOCK_LEN];
+    for (int i = 0; i < 8; i++) h[i] = _mm256_set1_epi32((int)key[i]);
+    size_t nblocks = len == 0 ? 1 : (len + SD_B3_BLOCK_LEN - 1) / SD_B3_BLOCK_LEN;
+    for (size_t b = 0; b < nblocks; b++) {
+        size_t off = b * SD_B3_BLOCK_LEN;
+        size_t blen = len - off < SD_B3_BLOCK_LEN ? len - off : SD_B3_BLOCK_LEN;
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *p = msgs[j] + off;
+            if (blen < SD_B3_BLOCK_LEN) { /* the last, partial block: zero-padded copy */
+                memset(pad[j], 0, SD_B3_BLOCK_LEN);
+                if (blen > 0) memcpy(pad[j], p, blen);
+                p = pad[j];
+            }
+            lo[j] = _mm256_loadu_si256((const __m256i *)(const void *)p);
+            hi[j] = _mm256_loadu_si256((const __m256i *)(const void *)(p + 32));
+        }
+        transpose8(lo, m);
+        transpose8(hi, m + 8);
+        uint32_t flags = SD_B3_KEYED_HASH | (b == 0 ? SD_B3_CHUNK_START : 0) |
+                         (b + 1 == nblocks ? SD_B3_CHUNK_END | SD_B3_ROOT : 0);
+        compress8(h, m, (uint32_t)blen, flags);
+    }
+    __m256i o[8];
+    transpose8(h, o);
+    for (int j = 0; j < 8; j++) _mm256_storeu_si256((__m256i *)(void *)(out + 32 * j), o[j]);
 }
 #endif

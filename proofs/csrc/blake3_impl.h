@@ -48,6 +48,9 @@ void sd_b3_hasher_init_raw(sd_b3_hasher *h, const uint32_t key[8], uint8_t flags
 void sd_b3_keyed_hash64_many(const uint32_t key[8], const uint8_t *in, size_t n, uint8_t *out);
 
 /* Per-backend kernels (blake3_avx2.c, blake3_sse41.c), selected by blake3.c at run time. */
+/* 8 messages of equal length len <= SD_B3_CHUNK_LEN; outputs at out + 32*j. */
+void sd_b3_keyed_hash_short8_avx2(const uint32_t key[8], const uint8_t *const msgs[8],
+                                  size_t len, uint8_t *out);
 void sd_b3_keyed_hash64_many_avx512(const uint32_t key[8], const uint8_t *in, size_t n,
                                     uint8_t *out);
 void sd_b3_compress_cv_sse41(const uint32_t cv[8], const uint8_t block[SD_B3_BLOCK_LEN],

@@ -83,6 +83,20 @@ def test_keyed_hash_many_equals_one_at_a_time(length: int, count: int) -> None:
         assert out[32 * i : 32 * i + 32] == blake3.blake3(msg, key=KEY).digest()
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    length=st.integers(0, 1100), count=st.integers(0, 20), seed=st.binary(min_size=32, max_size=32)
+)
+def test_keyed_hash_many_random_shapes(length: int, count: int, seed: bytes) -> None:
+    # Lengths up to one chunk take the lane-per-message path in groups of 8; longer the loop.
+    data = (seed * (length * count // 32 + 1))[: length * count]
+    out = hashing.blake3_keyed_hash_many(seed, data, count)
+    want = b"".join(
+        blake3.blake3(data[i * length : (i + 1) * length], key=seed).digest() for i in range(count)
+    )
+    assert out == want
+
+
 def test_typed_wrappers_match_package() -> None:
     m = pattern(5000)
     assert hashing.blake3_hash(m) == blake3.blake3(m).digest()
