@@ -58,11 +58,8 @@ static int init_keys(keys_t *k, uint64_t n) {
     return 0;
 }
 
-static void drg(const keys_t *k, uint64_t n, uint64_t v, uint64_t out[6]) {
-    uint8_t msg[16], seed[32];
-    put_le(msg, n, 8);
-    put_le(msg + 8, v, 8);
-    sd_b3_keyed_hash(k->drg, msg, 16, seed);
+/* Parents from the node's 32-byte sampling seed H_drg(u64 n || u64 v). */
+static void drg_from_seed(const uint8_t seed[32], uint64_t v, uint64_t out[6]) {
     out[0] = v - 1;
     uint64_t m = 0;
     while (m < 64 && (v >> m)) m++; /* bit length of v */
@@ -71,6 +68,43 @@ static void drg(const keys_t *k, uint64_t n, uint64_t v, uint64_t out[6]) {
         uint64_t bucket = 1 + (r & 0xFFFF) % m;
         uint64_t upper = bucket >= 63 ? v : ((1ULL << bucket) < v ? (1ULL << bucket) : v);
         out[i] = v - (1 + (r >> 16) % upper);
+    }
+}
+
+static void drg(const keys_t *k, uint64_t n, uint64_t v, uint64_t out[6]) {
+    uint8_t msg[16], seed[32];
+    put_le(msg, n, 8);
+    put_le(msg + 8, v, 8);
+    sd_b3_keyed_hash(k->drg, msg, 16, seed);
+    drg_from_seed(seed, v, out);
+}
+
+/* Batches for the many-lane BLAKE3 path: the parent-sampling seeds and the column steps are
+ * independent across nodes, unlike the labels (each needs label v-1), so they go 8+ at a time. */
+#define BATCH 64
+
+static void drg_seeds(const keys_t *k, uint64_t n, uint64_t v0, size_t cnt, uint8_t *seeds) {
+    uint8_t msgs[BATCH][16];
+    const uint8_t *ptrs[BATCH];
+    for (size_t i = 0; i < cnt; i++) {
+        put_le(msgs[i], n, 8);
+        put_le(msgs[i] + 8, v0 + i, 8);
+        ptrs[i] = msgs[i];
+    }
+    sd_b3_keyed_hash_many(k->drg, ptrs, cnt, 16, seeds);
+}
+
+static void column_steps(const keys_t *k, uint8_t *states, const uint8_t *labels, uint64_t n) {
+    uint8_t pairs[BATCH][64];
+    const uint8_t *ptrs[BATCH];
+    for (uint64_t v0 = 0; v0 < n; v0 += BATCH) {
+        size_t cnt = n - v0 < BATCH ? (size_t)(n - v0) : BATCH;
+        for (size_t i = 0; i < cnt; i++) {
+            memcpy(pairs[i], states + 32 * (v0 + i), 32);
+            memcpy(pairs[i] + 32, labels + 32 * (v0 + i), 32);
+            ptrs[i] = pairs[i];
+        }
+        sd_b3_keyed_hash_many(k->column, ptrs, cnt, 64, states + 32 * v0);
     }
 }
 
@@ -119,13 +153,15 @@ int sd_sdr_label(const uint8_t rid[32], uint64_t n, unsigned n_layers, const uin
         memset(msg, 0, 64);
         memcpy(msg, rid, 32);
         put_le(msg + 32, layer, 8);
+        uint8_t seeds[BATCH * 32];
         for (uint64_t v = 0; v < n; v++) {
+            if (v % BATCH == 0) drg_seeds(&k, n, v, n - v < BATCH ? (size_t)(n - v) : BATCH, seeds);
             put_le(msg + 40, v, 8);
             if (v == 0) {
                 memset(msg + 64, 0, 6 * 32);
             } else {
                 uint64_t p[6];
-                drg(&k, n, v, p);
+                drg_from_seed(seeds + 32 * (v % BATCH), v, p);
                 for (int i = 0; i < 6; i++) memcpy(msg + 64 + 32 * i, cur + 32 * p[i], 32);
             }
             if (layer == 1) {
@@ -137,14 +173,7 @@ int sd_sdr_label(const uint8_t rid[32], uint64_t n, unsigned n_layers, const uin
             }
             sd_b3_keyed_hash(k.label, msg, sizeof msg, cur + 32 * v);
         }
-        if (col_out != NULL) {
-            uint8_t pair[64];
-            for (uint64_t v = 0; v < n; v++) {
-                memcpy(pair, col_out + 32 * v, 32);
-                memcpy(pair + 32, cur + 32 * v, 32);
-                sd_b3_keyed_hash(k.column, pair, 64, col_out + 32 * v);
-            }
-        }
+        if (col_out != NULL) column_steps(&k, col_out, cur, n);
         for (size_t i = 0; i < n_keep; i++)
             memcpy(keep_out + 32 * ((size_t)n_layers * i + layer - 1), cur + 32 * keep[i], 32);
         uint8_t *t = prev;
