@@ -167,3 +167,35 @@ def test_c_parents_and_seal_equal_twin_across_batches() -> None:
     rep, comms = ref.seal(data, rid, 2)
     out = bytearray(len(data))
     assert S.seal(data, rid, 2, out) == comms and bytes(out) == rep
+
+
+_RSS_SCRIPT = """
+import resource, sys, proofs
+n, layers = int(sys.argv[1]), int(sys.argv[2])
+data = bytearray(b"\\x01") * (32 * n)
+out = bytearray(b"\\x02") * (32 * n)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+cols, _ = proofs.native.sdr_label(bytes(32), n, layers, data, out, True, [])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+def test_c_seal_peak_memory_is_three_layers_whatever_l() -> None:
+    # Peak RSS growth during labelling = previous + current layer + column states (3 x 32 N),
+    # the same for 2 layers and 6: layers are never all held.
+    import subprocess
+    import sys
+
+    n = 1 << 18  # 8 MiB sector
+    growth = {}
+    for layers in (2, 6):
+        res = subprocess.run(
+            [sys.executable, "-c", _RSS_SCRIPT, str(n), str(layers)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        growth[layers] = int(res.stdout) * 1024  # ru_maxrss is in KiB on Linux
+    layer = 32 * n
+    assert growth[6] < 3.5 * layer, growth
+    assert growth[6] < growth[2] + layer // 2, growth
