@@ -97,6 +97,7 @@ class Machine:
         self.lock = LockState(-1)
         self._h: _Height | None = None
         self._future: list[Message] = []
+        self.decided = False  # the current height decided; events wait for start(height + 1)
 
     # ---- events -------------------------------------------------------------------------
     def start(self, height: int) -> list[Action]:
@@ -106,6 +107,7 @@ class Machine:
         are fed back in and re-broadcast, and the logged lock state is restored.
         """
         self.height = height
+        self.decided = False
         self._h = _Height(self.app.validators(height))
         self.lock = self.signer.lock_state(height) if self.signer else LockState(height)
         out: list[Action] = []
@@ -130,8 +132,9 @@ class Machine:
         Raises:
             ConsensusError: bad signature, unknown validator, wrong proposer; nothing changed.
         """
-        if msg.height > self.height:
-            if msg.height <= self.height + MAX_HEIGHTS_AHEAD and len(self._future) < MAX_BUFFERED:
+        if msg.height > self.height or (msg.height == self.height and self.decided):
+            ahead = msg.height - self.height
+            if 0 < ahead <= MAX_HEIGHTS_AHEAD and len(self._future) < MAX_BUFFERED:
                 self._future.append(msg)
             return []
         if msg.height < self.height or msg.round > self.round + MAX_ROUNDS_AHEAD:
@@ -151,7 +154,7 @@ class Machine:
 
     def on_timeout(self, height: int, round_: int, step: int) -> list[Action]:
         """A timeout scheduled earlier fired (stale ones are ignored)."""
-        if height != self.height or round_ != self.round:
+        if height != self.height or round_ != self.round or self.decided:
             return []
         out: list[Action] = []
         if step == STEP_PROPOSE and self.step == STEP_PROPOSE:
@@ -172,9 +175,12 @@ class Machine:
                 another height or value.
         """
         cert = cert_bytes
+        if self.decided:
+            return []
         if cert.height != self.height or cert.value_id != id_of(value):
             raise ConsensusError("certificate is not for this height and value")
         cert.verify(self.chain_id, self._cur().validators)
+        self.decided = True
         return [Decide(self.height, value, cert)]
 
     # ---- internals ----------------------------------------------------------------------
@@ -264,6 +270,7 @@ class Machine:
             out += self._rules_once()
             progressed = before != (self.height, self.round, self.step, len(out))
             if any(isinstance(a, Decide) for a in out):
+                self.decided = True
                 break
         return out
 

@@ -109,3 +109,17 @@ def test_restart_from_leveldb_wal(tmp_path: object) -> None:
     assert_safe(sim, [0, 1, 2, 3])
     assert_no_double_sign(sim.nodes[2].emitted)
     kv2.close()
+
+
+def test_node_down_for_many_heights_catches_up_with_certificates() -> None:
+    sim = Sim(4, 12)
+    sim.start()
+    sim.crash(3)
+    assert sim.run_until(lambda: sim.min_height([0, 1, 2]) >= 8, 200_000)
+    assert sim.min_height([3]) == 0
+    sim.restart(3)
+    assert sim.run_until(lambda: sim.min_height([3]) >= 8, 200_000)
+    assert_safe(sim, [0, 1, 2, 3])
+    assert_no_double_sign(sim.nodes[3].emitted)
+    # Its heights 1..8 came from certificates: it never saw most of those rounds' votes.
+    assert all(sim.nodes[3].app.certs[h].height == h for h in range(1, 9))
