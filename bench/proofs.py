@@ -7,7 +7,13 @@ Sections (each a function ``bench_<name>(args)``; run all, or some with ``--only
   is comparable), and the `blake3` package hashing the same bytes (one thread) as the
   external baseline. Targets: C >= 1.5 GB/s and >= 25x the twin.
 
-Usage: python bench/proofs.py [--only merkle] [--quick]
+* ``seal``: C labels/s per core (CPU time) vs the twin; seal and unseal seconds for devnet and,
+  without --quick, 64 MiB and 256 MiB sectors at 4 layers; two labellings on two threads vs one.
+  Target >= 1.3 M labels/s per core.
+* ``porep``: PoRep and PoSt proof bytes, prove and verify ms for devnet and for the default
+  challenge counts on a 4 MiB sector. Targets: PoRep verify <= 100 ms, PoSt verify <= 1 ms.
+
+Usage: python bench/proofs.py [--only merkle|seal|porep] [--quick]
 """
 
 from __future__ import annotations
