@@ -140,6 +140,8 @@ class Machine:
         if msg.height < self.height or msg.round > self.round + MAX_ROUNDS_AHEAD:
             return []
         h = self._cur()
+        if self._seen(msg):
+            return []  # a re-broadcast or duplicate: already verified and counted
         if isinstance(msg, Proposal):
             if msg.proposer != h.validators.proposer(msg.height, msg.round):
                 raise WrongProposer(f"{msg.proposer.hex()[:16]} is not proposer of "
@@ -188,6 +190,12 @@ class Machine:
         if self._h is None:
             raise ConsensusError("machine not started")
         return self._h
+
+    def _seen(self, msg: Message) -> bool:
+        h = self._cur()
+        if isinstance(msg, Proposal):
+            return h.proposals.get(msg.round) == msg
+        return h.votes.get((msg.round, msg.kind), {}).get(msg.validator) == msg
 
     def _record(self, msg: Message, out: list[Action]) -> None:
         h = self._cur()

@@ -123,3 +123,22 @@ def test_node_down_for_many_heights_catches_up_with_certificates() -> None:
     assert_no_double_sign(sim.nodes[3].emitted)
     # Its heights 1..8 came from certificates: it never saw most of those rounds' votes.
     assert all(sim.nodes[3].app.certs[h].height == h for h in range(1, 9))
+
+
+@pytest.mark.parametrize("seed", range(200, 230))
+def test_random_faults_sweep(seed: int) -> None:
+    """Many seeds, each with its own loss, duplication, delay and a partition that heals."""
+    import random
+
+    rng = random.Random(seed)
+    n = rng.choice([4, 5])
+    sim = Sim(n, seed, drop=rng.uniform(0, 0.3), dup=rng.uniform(0, 0.3),
+              max_delay=rng.randint(20, 400), powers=[rng.randint(1, 5) for _ in range(n)])
+    cut = set(rng.sample(range(n), rng.randint(1, n - 1)))
+    heal = rng.randint(0, 8_000)
+    sim.partition = lambda t, a, b: t < heal and ((a in cut) != (b in cut))
+    sim.start()
+    assert sim.run_until(lambda: sim.min_height() >= 4, 400_000)
+    assert_safe(sim, list(range(n)))
+    for node in sim.nodes:
+        assert_no_double_sign(node.emitted)
