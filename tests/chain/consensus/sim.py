@@ -83,9 +83,13 @@ class Node:
 class Sim:
     def __init__(self, n: int, seed: int, *, powers: list[int] | None = None,
                  drop: float = 0.0, dup: float = 0.0, min_delay: int = 5,
-                 max_delay: int = 80, behaviours: dict[int, str] | None = None) -> None:
+                 max_delay: int = 80, behaviours: dict[int, str] | None = None,
+                 keys: list[SigningKey] | None = None, chain_id: str = CHAIN,
+                 make_app: Callable[[int, ValidatorSet], SimApp] = SimApp) -> None:
         self.rng = random.Random(seed)
-        self.keys = [SigningKey(bytes([i + 1]) * 32) for i in range(n)]
+        self.keys = keys or [SigningKey(bytes([i + 1]) * 32) for i in range(n)]
+        self.chain_id = chain_id
+        self.make_app = make_app
         powers = powers or [10] * n
         self.valset = ValidatorSet.of((bytes(k.verify_key), p) for k, p in zip(self.keys, powers,
                                                                                strict=True))
@@ -104,8 +108,9 @@ class Sim:
 
     # ---- construction / crash ---------------------------------------------------------
     def _make_node(self, i: int, kv: KV, behaviour: str) -> Node:
-        app = SimApp(i, self.valset)
-        machine = Machine(app, Signer(self.keys[i], CHAIN, kv), CHAIN, self.timeouts)
+        app = self.make_app(i, self.valset)
+        machine = Machine(app, Signer(self.keys[i], self.chain_id, kv), self.chain_id,
+                          self.timeouts)
         return Node(i, self.keys[i], kv, app, machine, behaviour)
 
     def start(self) -> None:
@@ -211,7 +216,7 @@ class Sim:
             elif isinstance(a, Misbehaviour):
                 node.evidence.append(a.evidence)
             elif isinstance(a, Decide):
-                a.certificate.verify(CHAIN, self.valset)
+                a.certificate.verify(self.chain_id, self.valset)
                 if a.height not in node.app.committed:
                     node.app.commit(a.height, a.value, a.certificate)
                 assert node.machine.signer is not None
@@ -225,7 +230,7 @@ class Sim:
         if node.behaviour == "silent":
             return
         if node.behaviour == "double_vote" and isinstance(msg, Vote):
-            other = sign_vote(node.key, CHAIN, msg.kind, msg.height, msg.round,
+            other = sign_vote(node.key, self.chain_id, msg.kind, msg.height, msg.round,
                               None if msg.value_id is not None else b"\xee" * 32)
             node.emitted.append(other)
             for j in range(len(self.nodes)):
@@ -233,7 +238,7 @@ class Sim:
                     self._send(node.index, j, msg if j % 2 else other)
             return
         if node.behaviour == "equivocate" and isinstance(msg, Proposal):
-            twin = sign_proposal(node.key, CHAIN, msg.height, msg.round,
+            twin = sign_proposal(node.key, self.chain_id, msg.height, msg.round,
                                  msg.value + b" twin", msg.valid_round)
             for j in range(len(self.nodes)):
                 if j != node.index:
