@@ -22,7 +22,7 @@ from storaged.chain.consensus.messages import PRECOMMIT, PREVOTE, Message, Propo
 from storaged.chain.consensus.messages import value_id as id_of
 from storaged.chain.consensus.validators import ValidatorSet
 from storaged.chain.consensus.wal import LockState, Signer
-from storaged.errors import RemoteError
+from storaged.errors import LocalBugError, RemoteError
 
 STEP_PROPOSE, STEP_PREVOTE, STEP_PRECOMMIT = 0, 1, 2
 MAX_ROUNDS_AHEAD = 64  # votes further ahead are dropped: bounds memory per height
@@ -169,14 +169,13 @@ class Machine:
             out += self._start_round(round_ + 1)
         return out + self._apply_rules()
 
-    def on_certificate(self, value: bytes, cert_bytes: Certificate) -> list[Action]:
+    def on_certificate(self, value: bytes, cert: Certificate) -> list[Action]:
         """Catch-up: a value with its commit certificate for the current height from a peer.
 
         Raises:
             InvalidCertificate / ConsensusError: the certificate does not verify, or it names
                 another height or value.
         """
-        cert = cert_bytes
         if self.decided:
             return []
         if cert.height != self.height or cert.value_id != id_of(value):
@@ -188,7 +187,7 @@ class Machine:
     # ---- internals ----------------------------------------------------------------------
     def _cur(self) -> _Height:
         if self._h is None:
-            raise ConsensusError("machine not started")
+            raise LocalBugError("consensus machine used before start()")
         return self._h
 
     def _seen(self, msg: Message) -> bool:
@@ -244,17 +243,16 @@ class Machine:
         h = self._cur()
         self.round, self.step = round_, STEP_PROPOSE
         out: list[Action] = []
-        me = self.signer.public_key if self.signer else None
+        signer = self.signer
         mine = h.proposals.get(round_)
-        if mine is not None and mine.proposer == me:
+        if signer is not None and mine is not None and mine.proposer == signer.public_key:
             out.append(Broadcast(mine))  # logged before a restart: re-send, never re-sign
-        elif me is not None and h.validators.proposer(self.height, round_) == me:
+        elif signer is not None and h.validators.proposer(self.height, round_) == signer.public_key:
             if self.lock.valid_value is not None:
                 value, vr = self.lock.valid_value, self.lock.valid_round
             else:
                 value, vr = self.app.propose(self.height, round_), -1
-            assert self.signer is not None
-            p = self.signer.propose(self.height, round_, value, vr, self.lock)
+            p = signer.propose(self.height, round_, value, vr, self.lock)
             h.proposals.setdefault(round_, p)
             out.append(Broadcast(p))
         else:

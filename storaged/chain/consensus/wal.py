@@ -33,6 +33,7 @@ from storaged.chain.consensus.messages import (
     sign_proposal,
     sign_vote,
 )
+from storaged.errors import LocalBugError
 from storaged.store import schema
 from storaged.store.kv import KV
 
@@ -82,7 +83,8 @@ class Signer:
         """Sign and log a proposal.  Raises: DoubleSignRefused: another is logged."""
         p = sign_proposal(self.key, self.chain_id, height, round_, value, valid_round)
         out = self._log(height, round_, STEP_PROPOSAL, p, lock)
-        assert isinstance(out, Proposal)
+        if not isinstance(out, Proposal):
+            raise LocalBugError("WAL holds a vote under a proposal key")
         return out
 
     def vote(self, kind: int, height: int, round_: int, vid: bytes | None,
@@ -90,7 +92,8 @@ class Signer:
         """Sign and log a vote.  Raises: DoubleSignRefused: a conflicting vote is logged."""
         v = sign_vote(self.key, self.chain_id, kind, height, round_, vid)
         out = self._log(height, round_, kind, v, lock)
-        assert isinstance(out, Vote)
+        if not isinstance(out, Vote):
+            raise LocalBugError("WAL holds a proposal under a vote key")
         return out
 
     def signed_at(self, height: int) -> list[Message]:
