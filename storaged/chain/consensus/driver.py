@@ -9,8 +9,9 @@ application and enter the next one, hand evidence to ``on_evidence``.
 Gossip may drop messages silently (gossipsub under its default limits does), so a second task
 re-broadcasts every message this validator signed at the current and the previous height
 every ``rebroadcast_s`` seconds: a lost vote is recovered within one period, and a peer one
-height behind gets the proposal and precommits it missed.  A peer further behind uses sync
-(:mod:`sync`) and feeds :class:`Commit` items into the same channel.  Peer messages that fail checks
+height behind gets the proposal and precommits it missed.  A node further behind learns it
+from a peer's message and calls ``on_behind(height)``: the node syncs (:mod:`sync`) and feeds
+the verified :class:`Commit` items into the same channel.  Peer messages that fail checks
 raise a :class:`ConsensusError`, which is counted in ``rejected`` and never stops the node.
 """
 
@@ -44,13 +45,19 @@ class Driver:
 
     def __init__(self, machine: Machine, app: ConsensusApp, broadcast: BroadcastFn, *,
                  rebroadcast_s: float = 1.0, commit_pause_s: float = 0.2,
-                 on_evidence: Callable[[Evidence], None] | None = None) -> None:
+                 on_evidence: Callable[[Evidence], None] | None = None,
+                 on_behind: Callable[[int], None] | None = None) -> None:
         self.machine = machine
         self.app = app
         self.broadcast = broadcast
         self.rebroadcast_s = rebroadcast_s
         self.commit_pause_s = commit_pause_s
         self.on_evidence = on_evidence
+        # Called with our height when a peer's message shows we are more than one height
+        # behind (at most once per height): the node then syncs commits from that height and
+        # feeds them back as Commit items.  Gossip alone cannot bring us more than one height.
+        self.on_behind = on_behind
+        self._behind_reported = -1
         self.rejected = 0
         self._timers: list[tuple[float, int, int, int]] = []
         self._next_start: tuple[float, int] | None = None  # (when, height) to enter next
@@ -87,11 +94,20 @@ class Driver:
                     if isinstance(item, Commit):
                         actions = self.machine.on_certificate(item.value, item.certificate)
                     else:
-                        actions = self.machine.on_message(decode_message(item))
+                        msg = decode_message(item)
+                        self._check_behind(msg.height)
+                        actions = self.machine.on_message(msg)
                 except ConsensusError:
                     self.rejected += 1
                     continue
                 await self._perform(actions)
+
+    def _check_behind(self, peer_height: int) -> None:
+        mine = self.machine.height
+        if (self.on_behind is not None and peer_height > mine + 1
+                and self._behind_reported < mine):
+            self._behind_reported = mine
+            self.on_behind(mine)
 
     async def _perform(self, actions: list[Action]) -> None:
         for a in actions:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -49,14 +50,25 @@ class ValidatorSet:
         return power * 3 > self.total
 
     def proposer(self, height: int, round_: int) -> bytes:
-        """Weighted round robin: slot (height + round) mod total power over cumulative powers.
+        """Weighted round robin over slots: validator i owns ``power_i`` of ``total`` slots.
 
-        Each validator proposes ``power`` slots out of every ``total``; deterministic from the
-        set alone, so every honest node agrees on it.
+        Slot ``((height + round) * stride) mod total`` is walked over the cumulative powers
+        (validators sorted by key).  ``stride`` is coprime with ``total``, so each window of
+        ``total`` consecutive (height + round) values visits every slot exactly once: every
+        validator proposes exactly ``power`` times per window, and the stride (near the golden
+        ratio of ``total``) spreads its turns instead of giving them back to back.
+        Deterministic from the set alone, so every honest node agrees on it.
         """
-        slot = (height + round_) % self.total
+        slot = ((height + round_) * self._stride()) % self.total
         for key, p in self.members:
             if slot < p:
                 return key
             slot -= p
         raise LocalBugError("unreachable: slot beyond total power")
+
+    def _stride(self) -> int:
+        total = self.total
+        s = max(1, (total * 618) // 1000)
+        while math.gcd(s, total) != 1:
+            s += 1
+        return s

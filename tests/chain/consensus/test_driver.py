@@ -37,9 +37,20 @@ async def test_four_drivers_commit_despite_drops(autojump_clock: trio.testing.Mo
                 done.set()
         return broadcast
 
+    synced: list[int] = []
+
+    def make_on_behind(i: int):  # type: ignore[no-untyped-def]
+        def on_behind(height: int) -> None:  # stands in for the sync protocol
+            synced.append(i)
+            source = next((a for a in apps if height in a.committed), None)
+            if source is not None:
+                channels[i][0].send_nowait(
+                    Commit(height, source.committed[height], source.certs[height]))
+        return on_behind
+
     drivers = [Driver(Machine(apps[i], Signer(keys[i], CHAIN, MemoryKV()), CHAIN,
                               Timeouts(500, 300, 300, 100)), apps[i], make_broadcast(i),
-                      rebroadcast_s=0.5) for i in range(4)]
+                      rebroadcast_s=0.5, on_behind=make_on_behind(i)) for i in range(4)]
     with trio.fail_after(120):
         async with trio.open_nursery() as nursery:
             for i, d in enumerate(drivers):

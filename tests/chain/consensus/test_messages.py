@@ -206,3 +206,13 @@ def test_sync_roundtrip_and_verification() -> None:
         decode_commits(encode_commits([commit]), GetCommits(8, 2))
     with pytest.raises(MalformedMessage):
         decode_get_commits(cbor2.dumps([1, "get_commits", 0, 10_000]))
+
+
+def test_proposer_turns_are_exact_per_window_and_spread() -> None:
+    vs = ValidatorSet.of([(bytes([i]) * 32, 10) for i in range(4)])
+    window = [vs.proposer(h, 0) for h in range(40)]
+    assert all(window.count(bytes([i]) * 32) == 10 for i in range(4))
+    assert len(set(window[:4])) >= 3  # equal powers do not mean ten turns in a row
+    weighted = ValidatorSet.of([(b"a" * 32, 7), (b"b" * 32, 2), (b"c" * 32, 1)])
+    picks = [weighted.proposer(h, 0) for h in range(100, 110)]
+    assert (picks.count(b"a" * 32), picks.count(b"b" * 32), picks.count(b"c" * 32)) == (7, 2, 1)
