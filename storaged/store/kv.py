@@ -189,13 +189,38 @@ class LevelKV:
                 hi, include_hi = start, True
         snap = self._db.snapshot()
         try:
-            with snap.iterator(
-                start=lo, stop=hi, include_stop=include_hi, reverse=reverse
-            ) as it:
-                for key, value in it:
-                    yield key, value
+            if reverse:
+                # plyvel's reverse iterator with a stop bound past the last key yields nothing
+                # when the range holds one key, so walk a raw iterator backwards ourselves.
+                yield from self._scan_reverse(snap, lo, hi, include_hi)
+                return
+            with snap.iterator(start=lo, stop=hi) as it:
+                yield from it
         finally:
             snap.close()
+
+    @staticmethod
+    def _scan_reverse(
+        snap: plyvel.Snapshot, lo: bytes, hi: bytes | None, include_hi: bool
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Yield keys in [lo, hi) (or [lo, hi] with ``include_hi``) in descending order."""
+        it = snap.raw_iterator()
+        try:
+            if hi is None:
+                it.seek_to_last()
+            else:
+                it.seek(hi)
+                if not it.valid():
+                    it.seek_to_last()
+            while it.valid():
+                key: bytes = it.key()
+                if key < lo:
+                    return
+                if hi is None or key < hi or (include_hi and key == hi):
+                    yield key, it.value()
+                it.prev()
+        finally:
+            it.close()
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[WriteBatch]:

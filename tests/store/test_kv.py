@@ -73,11 +73,10 @@ class _Boom(Exception):
 
 def test_batch_exception_writes_nothing(kv: KV) -> None:
     kv.put(b"keep", b"1")
-    with pytest.raises(_Boom):
-        with kv.batch() as b:
-            b.put(b"new", b"x")
-            b.delete(b"keep")
-            raise _Boom
+    with pytest.raises(_Boom), kv.batch() as b:
+        b.put(b"new", b"x")
+        b.delete(b"keep")
+        raise _Boom
     assert kv.get(b"new") is None
     assert kv.get(b"keep") == b"1"
 
@@ -161,15 +160,14 @@ def test_backends_agree_with_dict_model(
         for ops, fail in batches:
             staged = dict(model)
             for store in (level, mem):
-                with pytest.raises(_Boom) if fail else _nullctx():
-                    with store.batch() as b:
-                        for op, k, v in ops:
-                            if op == "put":
-                                b.put(k, v)
-                            else:
-                                b.delete(k)
-                        if fail:
-                            raise _Boom
+                with pytest.raises(_Boom) if fail else _nullctx(), store.batch() as b:
+                    for op, k, v in ops:
+                        if op == "put":
+                            b.put(k, v)
+                        else:
+                            b.delete(k)
+                    if fail:
+                        raise _Boom
             if not fail:
                 for op, k, v in ops:
                     if op == "put":
