@@ -26,7 +26,8 @@ def share_size(length: int, k: int) -> int:
 def encode(data: bytes, k: int, n: int) -> list[bytes]:
     """Split `data` into n shares, any k of which rebuild it (zero-padded to k * share_size)."""
     size = share_size(len(data), k)
-    padded = data + bytes(size * k - len(data))
+    # Views, not slices: the only copies are the padding (when needed) and one per share.
+    padded = memoryview(data if len(data) == size * k else data + bytes(size * k - len(data)))
     blocks = [padded[i * size : (i + 1) * size] for i in range(k)]
     return [bytes(s) for s in zfec.Encoder(k, n).encode(blocks)]
 
@@ -35,4 +36,5 @@ def decode(shares: dict[int, bytes], k: int, n: int, length: int) -> bytes:
     """Rebuild the segment (first `length` bytes) from any k shares keyed by share index."""
     idx = sorted(shares)[:k]
     blocks = zfec.Decoder(k, n).decode([shares[i] for i in idx], idx)
-    return b"".join(bytes(b) for b in blocks)[:length]
+    joined = b"".join(blocks)
+    return joined if len(joined) == length else joined[:length]
