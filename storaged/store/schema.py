@@ -64,6 +64,20 @@ def meta_key(name: bytes) -> bytes:
     return META + name
 
 
+# --- share store (0x10-0x1F), owned by storaged.store.shares --------------------------------
+SHARE = b"\x10"  # + hash32 piece + u32 segment + u32 index -> share index record (see shares.py)
+
+
+def share_key(piece: bytes, segment: int, index: int) -> bytes:
+    """Index key of one share; shares of a piece sort by (segment, index)."""
+    return SHARE + hash32(piece) + u32(segment) + u32(index)
+
+
+def share_piece_prefix(piece: bytes) -> bytes:
+    """Prefix of every share index key of ``piece``."""
+    return SHARE + hash32(piece)
+
+
 # --- chain (0x20-0x3F), owned by storaged.chain -------------------------------------------
 # 0x20-0x2F: the block store (outside the state root).
 CHAIN_BLOCK = b"\x20"  # + u64 height -> block bytes
