@@ -3,7 +3,9 @@
 Layout inside a node home (both files are created here, nothing else is touched):
 
 - ``node.key``: the 32-byte ed25519 seed of the libp2p identity, raw, mode 0600.  The peer id is
-  derived from it, so keeping this file keeps the peer id across restarts.
+  derived from it, so keeping this file keeps the peer id across restarts.  The same key signs
+  the node's chain transactions (:func:`load_signing_key`): one identity per node, so the
+  provider registered on chain is provably the peer a client talks to.
 - ``node.lock``: held with ``flock`` for as long as a node runs; contains the holder's pid.  A
   second process on the same home fails fast instead of sharing a key and a database.
 """
@@ -16,8 +18,10 @@ import os
 import stat
 from pathlib import Path
 
-from libp2p.crypto.ed25519 import create_new_key_pair
+import nacl.signing
+from libp2p.crypto.ed25519 import Ed25519PublicKey, create_new_key_pair
 from libp2p.crypto.keys import KeyPair
+from libp2p.peer.id import ID
 
 from storaged.errors import ResourceError, UserError
 
@@ -53,7 +57,30 @@ def load_or_create_key(home: Path) -> KeyPair:
     return create_new_key_pair(seed)
 
 
-def _load_key(path: Path) -> KeyPair:
+def load_signing_key(home: Path) -> nacl.signing.SigningKey:
+    """The node's ed25519 key as a PyNaCl signing key (chain transactions, deal signatures),
+    creating it like :func:`load_or_create_key` on first use.
+
+    Raises:
+        UserError: the key file is malformed or readable by others.
+        ResourceError: the home directory cannot be created or written.
+    """
+    load_or_create_key(home)
+    return nacl.signing.SigningKey(_read_seed(home / KEY_FILE))
+
+
+def peer_id_of(public_key: bytes) -> str:
+    """The libp2p peer id (base58) of an ed25519 public key.
+
+    Raises:
+        UserError: ``public_key`` is not 32 bytes.
+    """
+    if len(public_key) != 32:
+        raise UserError(f"an ed25519 public key is 32 bytes, got {len(public_key)}")
+    return str(ID.from_pubkey(Ed25519PublicKey.from_bytes(public_key)).pretty())
+
+
+def _read_seed(path: Path) -> bytes:
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         # Refuse rather than silently fix: someone may already have copied the key.
@@ -61,7 +88,11 @@ def _load_key(path: Path) -> KeyPair:
     seed = path.read_bytes()
     if len(seed) != SEED_SIZE:
         raise UserError(f"identity key {path} is {len(seed)} bytes, expected {SEED_SIZE}")
-    return create_new_key_pair(seed)
+    return seed
+
+
+def _load_key(path: Path) -> KeyPair:
+    return create_new_key_pair(_read_seed(path))
 
 
 class HomeLock:

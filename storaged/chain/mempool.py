@@ -1,0 +1,108 @@
+"""The mempool: transactions admitted but not yet committed, ordered per sender by nonce.
+
+Admission (:meth:`Mempool.add`) is the chain's CheckTx: the transaction is decoded,
+authenticated and applied to a throwaway overlay of the committed state on top of the same
+sender's pending transactions, so a sender may have several in flight (nonces n, n+1, ...)
+and a transaction that could never apply is refused at once with the specific
+:class:`ChainError`.  After each commit, :meth:`Mempool.on_commit` drops what the block
+included and re-checks the rest (a pending tx may have become invalid).
+
+Limits keep a flood from growing memory without bound: at most ``max_txs`` in all and
+``max_per_sender`` per sender; beyond that :class:`MempoolFull` (a ``ResourceError``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from storaged.chain import accounts
+from storaged.chain.app import ChainApp
+from storaged.chain.apply import apply_tx
+from storaged.chain.context import Context
+from storaged.chain.errors import ChainError
+from storaged.chain.state import StateOverlay
+from storaged.chain.tx import Tx, decode_tx
+from storaged.errors import ResourceError
+
+
+class MempoolFull(ResourceError):
+    """The mempool (or this sender's share of it) is full; retry after the next block."""
+
+
+class Mempool:
+    """Pending transactions of one node."""
+
+    def __init__(self, app: ChainApp, *, max_txs: int = 20_000, max_per_sender: int = 256) -> None:
+        self.app = app
+        self.max_txs = max_txs
+        self.max_per_sender = max_per_sender
+        self._by_sender: dict[bytes, list[Tx]] = {}
+        self._hashes: set[bytes] = set()
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+    def __contains__(self, tx_hash: bytes) -> bool:
+        return tx_hash in self._hashes
+
+    def _pending_state(self, sender: bytes) -> tuple[StateOverlay, Context]:
+        state = StateOverlay(self.app.kv)
+        ctx = Context(self.app.head().height + 1, accounts.load_params(state))
+        for tx in self._by_sender.get(sender, []):
+            apply_tx(state, tx, ctx)
+        return state, ctx
+
+    def add(self, raw: bytes) -> bytes:
+        """Admit ``raw``; return its hash.  Adding a tx already pending is a no-op.
+
+        Raises:
+            ChainError: decoding, signature or a state rule refuses it (specific leaf).
+            MempoolFull: no room for it now.
+        """
+        tx = decode_tx(raw, self.app.chain_id)
+        if tx.hash in self._hashes:
+            return tx.hash
+        queue = self._by_sender.get(tx.sender, [])
+        if len(self._hashes) >= self.max_txs or len(queue) >= self.max_per_sender:
+            raise MempoolFull(f"mempool full ({len(self._hashes)} txs); retry after a block")
+        state, ctx = self._pending_state(tx.sender)
+        apply_tx(state, tx, ctx)  # raises the specific ChainError; the overlay is discarded
+        self._by_sender.setdefault(tx.sender, []).append(tx)
+        self._hashes.add(tx.hash)
+        return tx.hash
+
+    def next_nonce(self, account: bytes) -> int:
+        """The nonce of ``account``'s next transaction: committed nonce + pending count."""
+        committed = self.app.account(account).nonce
+        return committed + len(self._by_sender.get(account, []))
+
+    def candidates(self) -> list[bytes]:
+        """Pending transactions for a proposal: each sender's in nonce order, senders
+        interleaved round-robin so one busy sender cannot crowd out the others."""
+        queues = [list(q) for _, q in sorted(self._by_sender.items())]
+        out: list[bytes] = []
+        depth = 0
+        while queues:
+            queues = [q for q in queues if len(q) > depth]
+            out.extend(q[depth].raw for q in queues)
+            depth += 1
+        return out
+
+    def on_commit(self, included: Iterable[bytes]) -> list[bytes]:
+        """Forget the transactions a committed block included and re-check the rest.
+
+        Returns the hashes of pending transactions dropped because they no longer apply.
+        """
+        done = set(included)
+        dropped: list[bytes] = []
+        pending = self._by_sender
+        self._by_sender, self._hashes = {}, set()
+        for sender in sorted(pending):
+            for tx in pending[sender]:
+                if tx.hash in done:
+                    continue
+                try:
+                    self.add(tx.raw)
+                except (ChainError, MempoolFull):
+                    dropped.append(tx.hash)
+        return dropped
