@@ -1,0 +1,403 @@
+"""A full chain node over libp2p: BFT consensus, gossip, block sync and light-client queries.
+
+:class:`ChainNode` implements :class:`storaged.chain.access.ChainAccess` around the real
+:class:`ChainApp` and :class:`Mempool`.  Its tasks (one nursery, see :meth:`ChainNode.run`):
+
+- **serve** ``/storaged/sync/1.0.0`` (:mod:`sync_service`) and ``/storaged/query/1.0.0``
+  (:mod:`query`);
+- **gossip in**: TXS messages go to the mempool; VOTES and BLOCKS messages (votes, and
+  proposals, which carry the block and so need BLOCKS' size limit) go to the consensus
+  driver's channel;
+- **consensus**: a :class:`Driver` over a :class:`Machine`; validators sign through the WAL
+  (a LevelDB in ``wal_dir``, every batch fsynced before the message is returned for sending,
+  so a restarted validator never signs twice); a node that is not a validator (or not in the
+  set of a height) runs the same machine without a signer and follows;
+- **catch-up**: before ``task_status.started()`` and whenever the driver reports that a peer
+  is more than one height ahead, the driver is stopped, commits are fetched from peers,
+  verified against the validator set of each height and applied, then a fresh driver enters
+  the next height (its WAL restores anything already signed there);
+- **re-gossip**: transactions submitted here are re-published every ``regossip_s`` until a
+  block includes them.
+
+**Why gossip + re-broadcast for votes, and why an envelope.**  Votes and proposals travel on
+gossipsub (one publish reaches every validator; direct streams would need a stream per
+validator pair and their own retry logic).  Gossipsub may drop a message (peer not yet in the
+mesh, a queue overflow), so the driver re-broadcasts everything this validator signed at the
+current and previous height every ``rebroadcast_s``.  py-libp2p's pubsub, however, remembers
+every message id for 120 s and drops a re-publish of identical bytes *before sending it*
+(``Pubsub.push_msg`` checks its seen-cache for our own messages too), so a plain re-broadcast
+would never leave the node.  Every gossip payload is therefore wrapped in an envelope with a
+per-node counter, giving each re-send a fresh message id; receivers unwrap it and the machine
+(or the mempool) ignores duplicates cheaply (before checking signatures).  A message that is
+still lost is re-sent a period later; a node that missed a whole height syncs it.
+
+Gossip envelope (canonical CBOR, version 1): ``[1, kind, payload, counter]`` where kind is
+``"tx"`` (payload: a signed tx) or ``"consensus"`` (payload: an encoded proposal or vote).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cbor2
+import nacl.signing
+import trio
+
+from storaged.chain import encoding
+from storaged.chain.access import NotCommitted
+from storaged.chain.app import ChainApp, Head
+from storaged.chain.block import decode_block
+from storaged.chain.consensus.certificate import Certificate, Evidence
+from storaged.chain.consensus.chain_adapter import ChainConsensusApp
+from storaged.chain.consensus.driver import Driver
+from storaged.chain.consensus.machine import Machine, Timeouts
+from storaged.chain.consensus.sync import Commit
+from storaged.chain.consensus.wal import Signer
+from storaged.chain.errors import ChainError
+from storaged.chain.mempool import Mempool, MempoolFull
+from storaged.chain.query import QueryService
+from storaged.chain.sync_service import SyncService
+from storaged.chain.tx import BODY_FIELDS, sign_tx
+from storaged.errors import StoragedError
+from storaged.net.gossip import BLOCKS, TXS, VOTES, Gossip, Subscription
+from storaged.net.host import Node
+from storaged.net.rpc import QUERY, SYNC, Rpc
+from storaged.store import schema
+from storaged.store.kv import KV, LevelKV
+
+if TYPE_CHECKING:
+    from storaged.chain.view import ChainView
+
+log = logging.getLogger(__name__)
+
+ENVELOPE_VERSION = 1
+INCOMING_DEPTH = 8192
+RECEIPT_SCAN_DEPTH = 4096  # heights searched back for a receipt not in the in-memory index
+RECEIPT_INDEX_MAX = 200_000  # tx hash -> height entries kept in memory (oldest evicted)
+# Canonical CBOR of a proposal starts: array(8), 1, text(8) "proposal" (messages.py).
+_PROPOSAL_PREFIX = b"\x88\x01\x68proposal"
+
+
+def wrap(kind: str, payload: bytes, counter: int) -> bytes:
+    """A gossip envelope (see the module docstring)."""
+    return cbor2.dumps([ENVELOPE_VERSION, kind, payload, counter], canonical=True)
+
+
+def unwrap(data: bytes) -> tuple[str, bytes]:
+    """(kind, payload) of a gossip envelope.
+
+    Raises:
+        ValueError: not a version-1 envelope.
+    """
+    try:
+        obj = cbor2.loads(data)
+    except Exception as exc:
+        raise ValueError(f"not CBOR: {exc}") from exc
+    if (not isinstance(obj, list) or len(obj) != 4 or obj[0] != ENVELOPE_VERSION
+            or obj[1] not in ("tx", "consensus") or type(obj[2]) is not bytes
+            or type(obj[3]) is not int):
+        raise ValueError("not a version-1 gossip envelope")
+    return obj[1], obj[2]
+
+
+class _NodeConsensusApp(ChainConsensusApp):
+    """The chain adapter plus the node's bookkeeping after each decided height."""
+
+    def __init__(self, owner: ChainNode) -> None:
+        super().__init__(owner.app, owner.key, lambda: int(time.time()),
+                         owner.mempool.candidates)
+        self.owner = owner
+
+    def commit(self, height: int, value: bytes, certificate: Certificate) -> None:
+        super().commit(height, value, certificate)
+        self.owner._after_commit(value)
+
+
+class ChainNode:
+    """A chain full node (validator or follower) on a libp2p :class:`Node`."""
+
+    def __init__(self, node: Node, rpc: Rpc, gossip: Gossip, kv: KV, chain_id: str,
+                 key: nacl.signing.SigningKey, *, validator: bool, wal_dir: Path,
+                 block_interval: float = 1.0, timeouts: Timeouts | None = None,
+                 rebroadcast_s: float = 1.0, regossip_s: float = 3.0) -> None:
+        """The store ``kv`` must hold the genesis (:func:`storaged.chain.genesis.apply_genesis`).
+
+        ``validator=False`` never signs (a follower); ``validator=True`` signs whenever its
+        key is in the height's validator set.  ``block_interval`` is the pause after each
+        commit (Tendermint's commit timeout): the devnet's block time.
+        """
+        self.node = node
+        self.rpc = rpc
+        self.gossip = gossip
+        self.chain_id = chain_id
+        self.key = key
+        self.public_key = bytes(key.verify_key)
+        self.validator = validator
+        self.wal_dir = Path(wal_dir)
+        self.block_interval = block_interval
+        self.timeouts = timeouts or Timeouts()
+        self.rebroadcast_s = rebroadcast_s
+        self.regossip_s = regossip_s
+        self.app = ChainApp(kv, chain_id)
+        self.mempool = Mempool(self.app)
+        self.sync = SyncService(self.app, rpc)
+        self.query = QueryService(self.app, self.submit, self.find_receipt, self.next_nonce)
+        self.evidence: list[Evidence] = []
+        self.dropped_incoming = 0
+        self.syncs = 0  # catch-up rounds after start (driver reported we were behind)
+        self._counter = 0
+        self._committed = trio.Event()
+        self._receipts: dict[bytes, int] = {}
+        self._local: dict[bytes, tuple[bytes, float]] = {}  # our txs: raw, last gossiped
+        self._incoming_send, self._incoming_recv = trio.open_memory_channel[bytes | Commit](
+            INCOMING_DEPTH)
+        self._signer: Signer | None = None
+
+    # -- ChainAccess ------------------------------------------------------------------------
+
+    def head(self) -> Head:
+        """The last committed block."""
+        return self.app.head()
+
+    def view(self) -> ChainView:
+        """Read-only view of the committed state."""
+        from storaged.chain.view import ChainView
+
+        return ChainView(self.app.kv)
+
+    def next_nonce(self, account: bytes) -> int:
+        """Committed nonce plus ``account``'s transactions pending in this node's mempool."""
+        return self.mempool.next_nonce(account)
+
+    async def submit(self, raw_tx: bytes) -> bytes:
+        """Admit ``raw_tx`` (CheckTx against committed state + pending), gossip it, return
+        its hash.  It is re-gossiped every ``regossip_s`` until committed.
+
+        Raises:
+            ChainError: the specific rule the transaction breaks (nothing is queued).
+            MempoolFull: no room now; retry after a block.
+        """
+        tx_hash = self.mempool.add(raw_tx)
+        if tx_hash not in self._local:
+            self._local[tx_hash] = (raw_tx, trio.current_time())
+            await self._publish_tx(raw_tx)
+        return tx_hash
+
+    async def wait_receipt(self, tx_hash: bytes, timeout: float) -> dict[str, Any]:
+        """The receipt (with ``"height"``) once ``tx_hash`` is committed.
+
+        Raises:
+            NotCommitted: not committed within ``timeout`` (it may have been dropped as stale).
+        """
+        found = self.find_receipt(tx_hash)  # may search old blocks once
+        with trio.move_on_after(timeout):
+            while True:
+                if found is not None:
+                    return {**found[1], "height": found[0]}
+                await self._committed.wait()
+                found = self.find_receipt(tx_hash, scan=False)
+        raise NotCommitted(f"tx {tx_hash.hex()[:16]} not committed within {timeout:g} s")
+
+    async def wait_height(self, height: int, timeout: float) -> Head:
+        """Return once a block at ``height`` or above is committed.
+
+        Raises:
+            NotCommitted: not reached within ``timeout`` seconds.
+        """
+        with trio.move_on_after(timeout):
+            while True:
+                head = self.app.head()
+                if head.height >= height:
+                    return head
+                await self._committed.wait()
+        raise NotCommitted(f"height {height} not committed within {timeout:g} s")
+
+    def find_receipt(self, tx_hash: bytes, *, scan: bool = True
+                     ) -> tuple[int, dict[str, Any]] | None:
+        """(height, receipt) of a committed transaction, or None.
+
+        Txs committed while this process runs are indexed in memory; with ``scan``, older
+        ones are looked up in the last ``RECEIPT_SCAN_DEPTH`` blocks.
+        """
+        height = self._receipts.get(tx_hash)
+        if height is None:
+            if not scan:
+                return None
+            head = self.app.head().height
+            for h in range(head, max(0, head - RECEIPT_SCAN_DEPTH), -1):
+                if self._index_block(h, tx_hash):
+                    height = h
+                    break
+            else:
+                return None
+        raw = self.app.block_at(height)
+        receipts = self.app.kv.get(schema.chain_receipts_key(height))
+        if raw is None or receipts is None:
+            return None
+        txs = decode_block(raw).txs
+        for tx, receipt in zip(txs, encoding.decode(receipts), strict=True):
+            if encoding.digest(tx) == tx_hash:
+                return height, dict(receipt)
+        return None
+
+    def _index_block(self, height: int, wanted: bytes) -> bool:
+        raw = self.app.block_at(height)
+        if raw is None:
+            return False
+        found = False
+        for tx in decode_block(raw).txs:
+            h = encoding.digest(tx)
+            self._receipts[h] = height
+            found = found or h == wanted
+        return found
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve, gossip, catch up with connected peers, then run consensus until cancelled.
+
+        ``task_status.started()`` comes after the initial catch-up (at once when no peer has
+        anything newer).  The :class:`Gossip` must be running; a ChainNode subscribes to its
+        topics, so one Gossip serves one ChainNode.
+
+        Raises:
+            ResourceError: the WAL database cannot be opened (e.g. locked by another process).
+            StateCorrupt: the store holds no genesis.
+        """
+        self.app.head()  # fail early on a store without genesis
+        wal = LevelKV(self.wal_dir, sync=True)
+        try:
+            self._signer = Signer(self.key, self.chain_id, wal) if self.validator else None
+            self.rpc.serve(SYNC, self.sync.handle)
+            self.rpc.serve(QUERY, self.query.handle)
+            txs = await self.gossip.subscribe(TXS)
+            votes = await self.gossip.subscribe(VOTES)
+            blocks = await self.gossip.subscribe(BLOCKS)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._pump, txs)
+                nursery.start_soon(self._pump, votes)
+                nursery.start_soon(self._pump, blocks)
+                nursery.start_soon(self._regossip_forever)
+                await self._catch_up()
+                task_status.started()
+                await self._consensus_forever()
+        finally:
+            wal.close()
+
+    async def _catch_up(self) -> int:
+        peers = [p for p in self.node.connected_peers() if p != self.node.peer_id]
+        n = await self.sync.catch_up(peers, self._after_commit)
+        if n:
+            log.info("synced %d blocks; head %d", n, self.app.head().height)
+        return n
+
+    async def _consensus_forever(self) -> None:
+        app = _NodeConsensusApp(self)
+        while True:
+            behind = trio.Event()
+
+            def on_behind(_height: int, ev: trio.Event = behind) -> None:
+                ev.set()
+
+            machine = Machine(app, self._signer, self.chain_id, self.timeouts)
+            driver = Driver(machine, app, self._broadcast, rebroadcast_s=self.rebroadcast_s,
+                            commit_pause_s=self.block_interval, on_evidence=self._on_evidence,
+                            on_behind=on_behind)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(driver.run, self._incoming_recv, self.app.head().height + 1)
+                await behind.wait()
+                nursery.cancel_scope.cancel()
+            # A peer is more than one height ahead: gossip cannot bring us there (it only
+            # carries the current and previous height), so fetch the commits.
+            self.syncs += 1
+            await self._catch_up()
+
+    # -- commits, evidence ------------------------------------------------------------------
+
+    def _after_commit(self, block_bytes: bytes) -> None:
+        block = decode_block(block_bytes)
+        hashes = [encoding.digest(tx) for tx in block.txs]
+        for h in hashes:
+            self._receipts[h] = block.header.height
+            self._local.pop(h, None)
+        while len(self._receipts) > RECEIPT_INDEX_MAX:
+            del self._receipts[next(iter(self._receipts))]
+        dropped = self.mempool.on_commit(hashes)
+        for h in dropped:
+            self._local.pop(h, None)
+        event, self._committed = self._committed, trio.Event()
+        event.set()
+
+    def _on_evidence(self, evidence: Evidence) -> None:
+        """Equivocation seen by the machine: report it on chain if the chain knows how.
+
+        The ``report_evidence`` tx kind belongs to the chain rules; until it exists the
+        evidence is kept in :attr:`evidence` and logged.
+        """
+        self.evidence.append(evidence)
+        offender = evidence.vote_a.validator.hex()[:16]
+        log.warning("equivocation by validator %s at height %d round %d", offender,
+                    evidence.vote_a.height, evidence.vote_a.round)
+        if "report_evidence" not in BODY_FIELDS:
+            return
+        try:
+            raw = sign_tx(self.key, self.chain_id, "report_evidence",
+                          self.next_nonce(self.public_key), 1, {"evidence": evidence.encode()})
+            tx_hash = self.mempool.add(raw)
+            self._local[tx_hash] = (raw, -self.regossip_s)  # gossiped by the next re-gossip
+        except (ChainError, MempoolFull) as exc:
+            log.warning("could not submit evidence against %s: %s", offender, exc)
+
+    # -- gossip -----------------------------------------------------------------------------
+
+    def _next_counter(self) -> int:
+        self._counter += 1
+        return self._counter
+
+    async def _broadcast(self, message: bytes) -> None:
+        # Proposals carry the block: only BLOCKS allows their size.
+        topic = BLOCKS if message.startswith(_PROPOSAL_PREFIX) else VOTES
+        data = wrap("consensus", message, self._next_counter())
+        if len(data) > topic.max_size:
+            log.error("consensus message of %d bytes exceeds %s", len(data), topic.name)
+            return
+        await self.gossip.publish(topic, data)
+
+    async def _publish_tx(self, raw: bytes) -> None:
+        data = wrap("tx", raw, self._next_counter())
+        if len(data) <= TXS.max_size:
+            await self.gossip.publish(TXS, data)
+
+    async def _pump(self, sub: Subscription) -> None:
+        async for msg in sub:
+            if msg.origin == self.node.peer_id:
+                continue
+            try:
+                kind, payload = unwrap(msg.data)
+            except ValueError as exc:
+                log.info("gossip from %s dropped: %s", msg.origin, exc)
+                continue
+            if kind == "tx":
+                try:
+                    self.mempool.add(payload)
+                except (ChainError, MempoolFull, StoragedError) as exc:
+                    log.debug("gossiped tx refused: %s", exc)
+                continue
+            try:
+                self._incoming_send.send_nowait(payload)
+            except trio.WouldBlock:
+                self.dropped_incoming += 1  # recovered by the sender's re-broadcast or sync
+
+    async def _regossip_forever(self) -> None:
+        while True:
+            await trio.sleep(self.regossip_s / 2)  # the re-gossip clock, not synchronisation
+            now = trio.current_time()
+            for tx_hash, (raw, sent) in list(self._local.items()):
+                if tx_hash not in self.mempool:
+                    self._local.pop(tx_hash, None)
+                elif now - sent >= self.regossip_s:
+                    self._local[tx_hash] = (raw, now)
+                    await self._publish_tx(raw)
