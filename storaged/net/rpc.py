@@ -73,7 +73,7 @@ class RpcProtocol:
         )
 
 
-DEAL = RpcProtocol("/storaged/deal/1.0.0", 64 << 10, 64 << 10, idempotent=False)
+DEAL = RpcProtocol("/storaged/deal/1.0.0", 1 << 20, 1 << 20, idempotent=False)  # manifests
 QUERY = RpcProtocol("/storaged/query/1.0.0", 16 << 10, 4 << 20, idempotent=True)
 SYNC = RpcProtocol("/storaged/sync/1.0.0", 16 << 10, 16 << 20, idempotent=True)
 
