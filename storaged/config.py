@@ -42,13 +42,24 @@ class ApiConfig:
 
 @dataclasses.dataclass(frozen=True)
 class MarketConfig:
-    """[market]: the provider's ask (price in base units per GiB per epoch), capacity, terms."""
+    """[market]: the provider's ask (price in base units per GiB per epoch), capacity, terms.
+
+    ``collateral`` is the provider collateral per GiB of deal size that every deal must carry
+    (rounded up; the provider keeps that much free escrow, topped up from its balance at
+    start); ``max_deal_bytes`` is the largest deal (padded piece size) accepted;
+    ``min_start_delay`` is how many blocks ahead of the head a deal must start, so the piece
+    can arrive and be sealed before the deal's activation deadline; ``publish_timeout`` is
+    how many seconds a proposal waits for its ``publish_deal`` to commit.
+    """
 
     price_per_gib_epoch: int = 1
     capacity_bytes: int = 1 << 30
     min_duration: int = 100
     max_duration: int = 1_000_000
     collateral: int = 0
+    max_deal_bytes: int = 1 << 30
+    min_start_delay: int = 30
+    publish_timeout: int = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,10 +71,13 @@ class ProofsConfig:
 
 @dataclasses.dataclass(frozen=True)
 class StorageConfig:
-    """[storage]: keep an unsealed copy of pieces; seconds between share-store scrubs."""
+    """[storage]: keep an unsealed copy of pieces; seconds between share-store scrubs;
+    ``min_free_bytes`` of disk the piece store always leaves free (a push that would eat
+    into it is refused before a byte is written)."""
 
     keep_unsealed: bool = True
     scrub_interval: int = 86_400
+    min_free_bytes: int = 64 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +118,10 @@ _RANGES: dict[tuple[str, str], tuple[int, int]] = {
     ("market", "min_duration"): (1, 2**63 - 1),
     ("market", "max_duration"): (1, 2**63 - 1),
     ("market", "collateral"): (0, 2**63 - 1),
+    ("market", "max_deal_bytes"): (4096, 2**63 - 1),
+    ("market", "min_start_delay"): (1, 2**32),
+    ("market", "publish_timeout"): (1, 3600),
+    ("storage", "min_free_bytes"): (0, 2**63 - 1),
     ("storage", "scrub_interval"): (1, 2**63 - 1),
     ("client", "k"): (1, 256),
     ("client", "n"): (1, 256),

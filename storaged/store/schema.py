@@ -172,3 +172,42 @@ def state_deal_key(deal_id: int) -> bytes:
 def state_deal_pending_key(start: int, deal_id: int) -> bytes:
     """Index entry of a published deal awaiting activation, ordered by start epoch."""
     return STATE_DEAL_PENDING + u64(start) + u64(deal_id)
+
+
+# --- provider market (0x50-0x57), owned by storaged.node.market / storaged.node.pieces -----
+# Values are canonical CBOR maps documented in the owning module.
+MARKET_DEAL = b"\x50"  # + u64 deal id -> local deal record (storaged.node.market)
+MARKET_PIECE_DEAL = b"\x51"  # + hash32 comm_d + u64 deal id -> b"" (deals waiting on a piece)
+PIECE = b"\x52"  # + hash32 comm_d -> piece index record (storaged.node.pieces)
+MARKET_MANIFEST = b"\x53"  # + hash32 CID digest -> manifest bytes
+MARKET_PROPOSAL = b"\x54"  # + hash32 blake3(proposal CBOR) -> u64 deal id (idempotent propose)
+
+
+def market_deal_key(deal_id: int) -> bytes:
+    """Key of this provider's local record of deal ``deal_id``."""
+    return MARKET_DEAL + u64(deal_id)
+
+
+def market_piece_deal_key(comm_d: bytes, deal_id: int) -> bytes:
+    """Index entry: deal ``deal_id`` stores the piece ``comm_d``."""
+    return MARKET_PIECE_DEAL + hash32(comm_d) + u64(deal_id)
+
+
+def market_piece_deals_prefix(comm_d: bytes) -> bytes:
+    """Prefix of every index entry of the piece ``comm_d``."""
+    return MARKET_PIECE_DEAL + hash32(comm_d)
+
+
+def piece_key(comm_d: bytes) -> bytes:
+    """Index key of a stored (complete, verified) piece."""
+    return PIECE + hash32(comm_d)
+
+
+def market_manifest_key(cid_digest: bytes) -> bytes:
+    """Key of a stored manifest, by the 32-byte digest inside its CID."""
+    return MARKET_MANIFEST + hash32(cid_digest)
+
+
+def market_proposal_key(proposal_hash: bytes) -> bytes:
+    """Key mapping a published proposal's hash to its deal id."""
+    return MARKET_PROPOSAL + hash32(proposal_hash)

@@ -1,0 +1,449 @@
+"""The provider market: the deal protocol (``/storaged/deal/1.0.0``), accept policy, publish.
+
+Requests (CBOR maps with ``"op"``; see docs/contracts.md section 3):
+
+- ``ask`` -> the provider's terms and free capacity.  ``price`` is per GiB per epoch and
+  ``collateral`` per GiB of deal size; a deal of ``size`` bytes must offer at least
+  :func:`deal_price` and carry exactly :func:`deal_collateral`.
+- ``propose`` -> checks (in this order, each refusal an rpc ``rejected`` error naming the
+  reason): provider, shape, size, capacity, duration, start, price, collateral, client
+  signature, client escrow, provider escrow.  Then the provider signs, publishes
+  ``publish_deal`` and answers ``{"deal", "tx"}`` once it is committed.  Capacity and
+  collateral are reserved while the publish is pending.  The same proposal sent again
+  (a client retry) gets the same deal back.
+- ``manifest_put`` / ``manifest_get`` (:mod:`storaged.node.manifests`), ``deal_status``.
+
+Local deal record v1 (``0x50 || u64 deal id``), canonical CBOR::
+
+    {"v": 1, "proposal": map, "state": text, "reason": text, "height": uint published at}
+
+Local states: ``awaiting_data`` (published, piece not complete) -> ``received`` (piece stored,
+comm_d checked, handed to the sealer).  The sealer keeps its own job table from there; the chain
+record holds the deal's on-chain state.
+
+Chain reads (deals, accounts) go straight to the committed chain state in the node's one
+LevelDB, through the chain's own record loaders (``storaged.chain.deals`` and ``accounts``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import nacl.exceptions
+import nacl.signing
+import trio
+
+from storaged.chain import accounts, encoding
+from storaged.chain import deals as chain_deals
+from storaged.chain.access import ChainAccess, NotCommitted, TxSender
+from storaged.chain.errors import ChainError, MalformedEncoding
+from storaged.chain.state import StateOverlay
+from storaged.config import MarketConfig
+from storaged.data.piece import padded_size
+from storaged.errors import LocalBugError, NotFound, ProtocolViolation
+from storaged.net.errors import RemoteRejected
+from storaged.net.rpc import DEAL, Rpc
+from storaged.node.manifests import ManifestStore
+from storaged.node.pieces import PieceStore
+from storaged.store import schema
+from storaged.store.kv import KV
+
+log = logging.getLogger(__name__)
+
+GIB = 1 << 30
+RECORD_VERSION = 1
+AWAITING_DATA = "awaiting_data"
+RECEIVED = "received"
+LOCAL_FIELDS: dict[str, type] = {"v": int, "proposal": dict, "state": str, "reason": str,
+                                 "height": int}
+ASK_KEY = schema.meta_key(b"market-ask")  # CBOR {"price", "collateral"} set at runtime
+
+EnqueueHook = Callable[[int], Any]
+"""``enqueue(deal_id)``: the sealer's hook (sync or async) for a deal whose piece is ready."""
+
+
+class DealRejected(RemoteRejected):
+    """A deal proposal this provider will not accept; the message says why."""
+
+    code = "rejected"
+
+
+def _ceil_gib(per_gib: int, size: int) -> int:
+    return -(-per_gib * size // GIB)
+
+
+def deal_price(price_per_gib_epoch: int, size: int) -> int:
+    """The least price per epoch a deal of ``size`` bytes must offer under an ask."""
+    return _ceil_gib(price_per_gib_epoch, size)
+
+
+def deal_collateral(collateral_per_gib: int, size: int) -> int:
+    """The provider collateral a deal of ``size`` bytes carries under an ask."""
+    return _ceil_gib(collateral_per_gib, size)
+
+
+def proposal_hash(proposal: dict[str, Any]) -> bytes:
+    """Identity of a proposal (blake3 of its canonical CBOR)."""
+    return encoding.digest(encoding.encode(proposal))
+
+
+@dataclass(frozen=True)
+class LocalDeal:
+    """This provider's record of one of its published deals."""
+
+    deal_id: int
+    proposal: dict[str, Any]
+    state: str
+    reason: str
+    height: int
+
+    def encode(self) -> bytes:
+        return encoding.encode({"v": RECORD_VERSION, "proposal": self.proposal,
+                                "state": self.state, "reason": self.reason,
+                                "height": self.height})
+
+    @classmethod
+    def decode(cls, deal_id: int, raw: bytes) -> LocalDeal:
+        """Raises LocalBugError: the stored record is malformed (our own write)."""
+        try:
+            obj = encoding.require_map(encoding.decode(raw), LOCAL_FIELDS, "local deal")
+        except MalformedEncoding as exc:
+            raise LocalBugError(f"local deal {deal_id} record is malformed: {exc}") from exc
+        return cls(deal_id, obj["proposal"], obj["state"], obj["reason"], obj["height"])
+
+
+class Market:
+    """Deal protocol handlers, accept policy and local deal book of one provider."""
+
+    def __init__(
+        self,
+        kv: KV,
+        chain: ChainAccess,
+        key: nacl.signing.SigningKey,
+        config: MarketConfig,
+        pieces_dir: Any,
+        *,
+        peer_id: str,
+        min_free: int = 0,
+        enqueue: EnqueueHook | None = None,
+    ) -> None:
+        """``pieces_dir`` (a Path) holds the piece store; ``enqueue`` is the sealer's hook
+        (it may be set later, before :meth:`run`)."""
+        self.kv = kv
+        self.chain = chain
+        self.key = key
+        self.me = bytes(key.verify_key)
+        self.peer_id = peer_id
+        self.config = config
+        self.enqueue = enqueue
+        self.sender = TxSender(chain, key)
+        self.pieces = PieceStore(pieces_dir, kv, self, min_free=min_free)
+        self.manifests = ManifestStore(kv, self.is_my_deal)
+        self._reserved: dict[bytes, tuple[int, int]] = {}  # proposal hash -> (size, collateral)
+        self._nursery: trio.Nursery | None = None
+        stored = kv.get(ASK_KEY)
+        if stored is not None:
+            ask = encoding.decode(stored)
+            self.config = replace(config, price_per_gib_epoch=ask["price"],
+                                  collateral=ask["collateral"])
+
+    # -- service -------------------------------------------------------------------------------
+
+    def serve(self, rpc: Rpc) -> None:
+        """Answer the deal protocol on ``rpc``."""
+        rpc.serve(DEAL, self.handle)
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Hand pieces that arrived before a crash to the sealer, then host background tasks
+        (late publishes) until cancelled."""
+        self.pieces.sweep()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for deal in self.local_deals():
+                if deal.state == AWAITING_DATA and self.pieces.has(deal.proposal["piece"]):
+                    await self.on_received(deal.proposal["piece"])
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def handle(self, peer: str, body: Any) -> Any:
+        """Dispatch one deal-protocol request.
+
+        Raises:
+            ProtocolViolation: malformed request (answered ``bad_request``).
+            DealRejected / NotFound / IntegrityError: see each op.
+        """
+        if not isinstance(body, dict) or not isinstance(body.get("op"), str):
+            raise ProtocolViolation("deal request must be a map with a text 'op'")
+        op = body["op"]
+        if op == "ask":
+            return self.ask()
+        if op == "propose":
+            return await self.propose(body)
+        if op == "manifest_put":
+            cid, data = body.get("cid"), body.get("manifest")
+            if not isinstance(cid, str) or not isinstance(data, bytes):
+                raise ProtocolViolation("manifest_put needs text 'cid' and bytes 'manifest'")
+            self.manifests.put(cid, data)
+            return {}
+        if op == "manifest_get":
+            cid = body.get("cid")
+            if not isinstance(cid, str):
+                raise ProtocolViolation("manifest_get needs text 'cid'")
+            return {"manifest": self.manifests.get(cid)}
+        if op == "deal_status":
+            deal_id = body.get("deal")
+            if type(deal_id) is not int or not 0 <= deal_id < 1 << 64:
+                raise ProtocolViolation("deal_status needs an unsigned integer 'deal'")
+            return self.deal_status(deal_id)
+        raise ProtocolViolation(f"unknown deal op {op[:40]!r}")
+
+    # -- ask and capacity ------------------------------------------------------------------------
+
+    def committed_bytes(self) -> int:
+        """Capacity taken by published deals (awaiting data or stored)."""
+        return sum(int(d.proposal["size"]) for d in self.local_deals())
+
+    def free_bytes(self) -> int:
+        """Capacity still offered: configured capacity minus deals and pending reservations."""
+        reserved = sum(size for size, _ in self._reserved.values())
+        return max(0, self.config.capacity_bytes - self.committed_bytes() - reserved)
+
+    def ask(self) -> dict[str, Any]:
+        """The provider's current terms."""
+        c = self.config
+        free = self.free_bytes()
+        return {"provider": self.me, "peer_id": self.peer_id, "price": c.price_per_gib_epoch,
+                "min_duration": c.min_duration, "max_duration": c.max_duration,
+                "max_size": min(c.max_deal_bytes, free), "free": free,
+                "collateral": c.collateral, "min_start_delay": c.min_start_delay}
+
+    def set_ask(self, price: int | None = None, collateral: int | None = None) -> dict[str, Any]:
+        """Change the price and/or collateral per GiB for new proposals (kept across restarts).
+
+        Raises:
+            UserError-branch ProtocolViolation: never; a negative value is a LocalBugError
+            (the API validates input).
+        """
+        new_price = self.config.price_per_gib_epoch if price is None else price
+        new_coll = self.config.collateral if collateral is None else collateral
+        if new_price < 0 or new_coll < 0:
+            raise LocalBugError("ask values must be non-negative")
+        self.kv.put(ASK_KEY, encoding.encode({"price": new_price, "collateral": new_coll}))
+        self.config = replace(self.config, price_per_gib_epoch=new_price, collateral=new_coll)
+        return self.ask()
+
+    # -- propose ---------------------------------------------------------------------------------
+
+    def _check(self, p: dict[str, Any], client_sig: bytes) -> None:
+        """Every accept-policy rule; raises DealRejected naming the first one broken."""
+        c = self.config
+        if p["provider"] != self.me:
+            raise DealRejected("provider: the proposal names another provider")
+        for name in ("piece", "client"):
+            if len(p[name]) != 32:
+                raise ProtocolViolation(f"proposal.{name} must be 32 bytes")
+        if p["client"] == self.me:
+            raise DealRejected("client: a provider cannot deal with itself")
+        size = p["size"]
+        if size <= 0 or padded_size(size) != size:
+            raise DealRejected(f"size: {size} is not a padded piece size (power of two >= 4096)")
+        if size > c.max_deal_bytes:
+            raise DealRejected(f"size: {size} bytes exceeds the maximum deal of "
+                               f"{c.max_deal_bytes} bytes")
+        free = self.free_bytes()
+        if size > free:
+            raise DealRejected(f"capacity: {size} bytes asked, {free} free")
+        duration = p["end"] - p["start"]
+        if not c.min_duration <= duration <= c.max_duration:
+            raise DealRejected(f"duration: {duration} epochs is outside "
+                               f"[{c.min_duration}, {c.max_duration}]")
+        earliest = self.chain.head().height + c.min_start_delay
+        if p["start"] < earliest:
+            raise DealRejected(f"start too soon: epoch {p['start']} < {earliest} (head + "
+                               f"{c.min_start_delay} blocks to receive and seal the piece)")
+        need_price = deal_price(c.price_per_gib_epoch, size)
+        if p["price"] < need_price:
+            raise DealRejected(f"price: {p['price']} per epoch < ask {need_price} for "
+                               f"{size} bytes")
+        need_coll = deal_collateral(c.collateral, size)
+        if p["collateral"] != need_coll:
+            raise DealRejected(f"collateral: proposal carries {p['collateral']}, this "
+                               f"provider puts up {need_coll} for {size} bytes")
+        payload = chain_deals.proposal_payload(self.chain.chain_id, p)
+        try:
+            nacl.signing.VerifyKey(p["client"]).verify(payload, client_sig)
+        except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError,
+                nacl.exceptions.TypeError) as exc:
+            raise DealRejected("client signature: does not verify for this proposal "
+                               f"on chain {self.chain.chain_id!r}") from exc
+        state = StateOverlay(self.kv)
+        client = accounts.load_account(state, p["client"])
+        payment = chain_deals.payment(p)
+        if client.escrow < payment:
+            raise DealRejected(f"client escrow: {client.escrow} free < payment {payment}")
+        mine = accounts.load_account(state, self.me)
+        held = sum(coll for _, coll in self._reserved.values())
+        if mine.escrow - held < need_coll:
+            raise DealRejected(f"provider escrow: {mine.escrow - held} free < collateral "
+                               f"{need_coll}")
+
+    async def propose(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Check, sign and publish a client's proposal; return ``{"deal", "tx"}``.
+
+        Raises:
+            ProtocolViolation: malformed proposal or signature field.
+            DealRejected: a policy rule or the chain refused it (the message says which).
+            NotCommitted: the publish was not committed in ``publish_timeout`` (it may still
+                be; it is then recorded when it is).
+        """
+        sig = body.get("client_sig")
+        if not isinstance(sig, bytes) or len(sig) != 64:
+            raise ProtocolViolation("propose needs a 64-byte 'client_sig'")
+        try:
+            p = encoding.require_map(body.get("proposal"), chain_deals.PROPOSAL_FIELDS,
+                                     "proposal")
+        except MalformedEncoding as exc:
+            raise ProtocolViolation(str(exc)) from exc
+        for name in ("size", "price", "start", "end", "collateral"):
+            if not 0 <= p[name] < 1 << 64:
+                raise ProtocolViolation(f"proposal.{name} out of range")
+        h = proposal_hash(p)
+        known = self.kv.get(schema.market_proposal_key(h))
+        if known is not None:
+            deal_id = int.from_bytes(known, "big")
+            return {"deal": deal_id, "tx": b"", "existing": True}
+        if h in self._reserved:
+            raise DealRejected("duplicate: this proposal is being published already")
+        self._check(p, sig)
+        self._reserved[h] = (p["size"], deal_collateral(self.config.collateral, p["size"]))
+        try:
+            my_sig = chain_deals.sign_proposal(self.key, self.chain.chain_id, p)
+            tx_body = {"proposal": p, "client_sig": sig, "provider_sig": my_sig}
+            try:
+                tx_hash = await self.sender.send("publish_deal", tx_body)
+            except ChainError as exc:
+                raise DealRejected(f"chain refused the deal: {exc}") from exc
+            try:
+                receipt = await self.chain.wait_receipt(tx_hash, self.config.publish_timeout)
+            except NotCommitted:
+                if self._nursery is not None:
+                    self._nursery.start_soon(self._late_publish, tx_hash, p)
+                raise
+            deal_id = self._record(p, int(receipt.get("height", 0)))
+        finally:
+            del self._reserved[h]
+        log.info("published deal %d: %d bytes for %s", deal_id, p["size"],
+                 p["client"].hex()[:16])
+        return {"deal": deal_id, "tx": tx_hash}
+
+    async def _late_publish(self, tx_hash: bytes, p: dict[str, Any]) -> None:
+        # The client was told "not committed"; if the tx lands after all, the deal is ours
+        # and must be in the local book (it reserves capacity and waits for the piece).
+        try:
+            receipt = await self.chain.wait_receipt(tx_hash, 10 * self.config.publish_timeout)
+        except NotCommitted:
+            log.warning("publish_deal %s never committed", tx_hash.hex()[:16])
+            return
+        self._record(p, int(receipt.get("height", 0)))
+
+    def _find_deal(self, p: dict[str, Any]) -> int:
+        """The on-chain id of the published deal with proposal ``p`` (newest deals first)."""
+        state = StateOverlay(self.kv)
+        for key, _raw in state.scan(schema.STATE_DEAL, reverse=True):
+            deal_id = int.from_bytes(key[1:9], "big")
+            deal = chain_deals.load_deal(state, deal_id)
+            if deal is not None and deal["proposal"] == p:
+                return deal_id
+        raise LocalBugError("publish_deal committed but no deal carries its proposal")
+
+    def _record(self, p: dict[str, Any], height: int) -> int:
+        h = proposal_hash(p)
+        known = self.kv.get(schema.market_proposal_key(h))
+        if known is not None:
+            return int.from_bytes(known, "big")
+        deal_id = self._find_deal(p)
+        local = LocalDeal(deal_id, p, AWAITING_DATA, "", height)
+        with self.kv.batch() as batch:
+            batch.put(schema.market_deal_key(deal_id), local.encode())
+            batch.put(schema.market_piece_deal_key(p["piece"], deal_id), b"")
+            batch.put(schema.market_proposal_key(h), schema.u64(deal_id))
+        return deal_id
+
+    # -- local deal book -------------------------------------------------------------------------
+
+    def local_deal(self, deal_id: int) -> LocalDeal | None:
+        """This provider's record of ``deal_id``, if it is one of ours."""
+        raw = self.kv.get(schema.market_deal_key(deal_id))
+        return None if raw is None else LocalDeal.decode(deal_id, raw)
+
+    def local_deals(self) -> list[LocalDeal]:
+        """Every deal this provider published, by id."""
+        return [LocalDeal.decode(int.from_bytes(k[1:9], "big"), raw)
+                for k, raw in self.kv.scan(schema.MARKET_DEAL)]
+
+    def is_my_deal(self, deal_id: int) -> bool:
+        """Whether ``deal_id`` is a deal this provider published."""
+        return 0 <= deal_id < 1 << 64 and self.kv.get(schema.market_deal_key(deal_id)) is not None
+
+    def _deals_of_piece(self, comm_d: bytes) -> list[LocalDeal]:
+        out = []
+        prefix = schema.market_piece_deals_prefix(comm_d)
+        for key, _ in self.kv.scan(prefix):
+            deal = self.local_deal(int.from_bytes(key[len(prefix):], "big"))
+            if deal is not None:
+                out.append(deal)
+        return out
+
+    def chain_deal(self, deal_id: int) -> dict[str, Any] | None:
+        """The committed on-chain record of ``deal_id``."""
+        return chain_deals.load_deal(StateOverlay(self.kv), deal_id)
+
+    def deal_status(self, deal_id: int) -> dict[str, Any]:
+        """The provider's local view of one of its deals.
+
+        Raises:
+            NotFound: not a deal of this provider.
+        """
+        deal = self.local_deal(deal_id)
+        if deal is None:
+            raise NotFound(f"deal {deal_id} is not a deal of this provider")
+        on_chain = self.chain_deal(deal_id)
+        piece = deal.proposal["piece"]
+        return {"deal": deal_id, "state": deal.state, "reason": deal.reason,
+                "received": self.pieces.partial_length(piece), "size": deal.proposal["size"],
+                "sector": None, "chain_state": on_chain["state"] if on_chain else None}
+
+    # -- PieceDeals (for the piece store) -------------------------------------------------------
+
+    def expected_size(self, comm_d: bytes) -> int:
+        """Deal size of a piece a published deal of ours is waiting for.
+
+        Raises:
+            NotFound: no such deal (the push is refused ``not_found``).
+        """
+        for deal in self._deals_of_piece(comm_d):
+            if deal.state == AWAITING_DATA or self.pieces.has(comm_d):
+                return int(deal.proposal["size"])
+        raise NotFound(f"no published deal of this provider for piece {comm_d.hex()[:16]}")
+
+    async def on_received(self, comm_d: bytes) -> None:
+        """The piece is stored and checked: mark its deals received, call the sealer hook."""
+        ready = [d for d in self._deals_of_piece(comm_d) if d.state == AWAITING_DATA]
+        with self.kv.batch() as batch:
+            for d in ready:
+                done = replace(d, state=RECEIVED, reason="piece stored, comm_d verified")
+                batch.put(schema.market_deal_key(d.deal_id), done.encode())
+        for d in ready:
+            await self._enqueue(d.deal_id)
+
+    async def _enqueue(self, deal_id: int) -> None:
+        if self.enqueue is None:
+            log.warning("deal %d ready but no sealer is attached", deal_id)
+            return
+        result = self.enqueue(deal_id)
+        if inspect.isawaitable(result):
+            await result
