@@ -37,6 +37,7 @@ Gossip envelope (canonical CBOR, version 1): ``[1, kind, payload, counter]`` whe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -144,7 +145,8 @@ class ChainNode:
         self.app = ChainApp(kv, chain_id)
         self.mempool = Mempool(self.app)
         self.sync = SyncService(self.app, rpc)
-        self.query = QueryService(self.app, self.submit, self.find_receipt, self.next_nonce)
+        self.query = QueryService(self.app, self.submit, self.find_receipt, self.next_nonce,
+                                  self._wait_quietly)
         self.evidence: list[Evidence] = []
         self.dropped_incoming = 0
         self.syncs = 0  # catch-up rounds after start (driver reported we were behind)
@@ -214,6 +216,10 @@ class ChainNode:
                     return head
                 await self._committed.wait()
         raise NotCommitted(f"height {height} not committed within {timeout:g} s")
+
+    async def _wait_quietly(self, tx_hash: bytes, timeout: float) -> None:
+        with contextlib.suppress(NotCommitted):
+            await self.wait_receipt(tx_hash, timeout)
 
     def find_receipt(self, tx_hash: bytes, *, scan: bool = True
                      ) -> tuple[int, dict[str, Any]] | None:

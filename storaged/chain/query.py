@@ -17,11 +17,12 @@ submit   ``tx: bytes``                                ``hash: bytes`` (no anchor
                                                       an rpc ``rejected`` error whose message
                                                       starts with the ChainError class name,
                                                       ``busy`` when the mempool is full
-receipt  ``hash: bytes``                              ``receipt: map``, ``height``, and the
+receipt  ``hash: bytes``, optional ``wait``          ``receipt: map``, ``height``, and the
                                                       ``block`` + ``certificate`` *of that
                                                       height* (not the head) proving the tx is
                                                       in a final block; ``not_found`` if not
-                                                      committed
+                                                      committed (after waiting up to
+                                                      ``wait`` <= 20 s for the commit)
 nonce    ``account: bytes``                           ``nonce: uint`` (committed + pending in
                                                       this node's mempool; not proven)
 ======== ============================================ =========================================
@@ -55,6 +56,8 @@ MAX_SCAN = 256
 SubmitFn = Callable[[bytes], Awaitable[bytes]]
 ReceiptFn = Callable[[bytes], "tuple[int, dict[str, Any]] | None"]
 NonceFn = Callable[[bytes], int]
+WaitFn = Callable[[bytes, float], Awaitable[None]]
+MAX_WAIT = 20.0  # below the QUERY handler timeout (30 s)
 
 
 def _node(left: bytes, right: bytes) -> bytes:
@@ -109,8 +112,11 @@ class QueryService:
     """Answers QUERY requests from a node's committed state."""
 
     def __init__(self, app: ChainApp, submit: SubmitFn, receipt: ReceiptFn,
-                 nonce: NonceFn) -> None:
+                 nonce: NonceFn, wait_receipt: WaitFn) -> None:
+        """``wait_receipt(hash, timeout)`` returns once the tx is committed or the timeout
+        passes (it raises nothing): a ``receipt`` request with ``wait`` blocks on it."""
         self.app = app
+        self._wait = wait_receipt
         self._submit = submit
         self._receipt = receipt
         self._nonce = nonce
@@ -202,6 +208,11 @@ class QueryService:
             tx_hash = body.get("hash")
             if type(tx_hash) is not bytes or len(tx_hash) != 32:
                 raise ProtocolViolation("receipt needs a 32-byte 'hash'")
+            wait = body.get("wait", 0)
+            if type(wait) not in (int, float) or not 0 <= wait <= MAX_WAIT:
+                raise ProtocolViolation(f"receipt 'wait' must be 0..{MAX_WAIT:g} seconds")
+            if wait and self._receipt(tx_hash) is None:
+                await self._wait(tx_hash, float(wait))  # wakes on commit, no polling
             found = self._receipt(tx_hash)
             if found is None:
                 raise NotFound(f"tx {tx_hash.hex()[:16]} is not committed here")
