@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import trio
 
-from storaged.chain.access import TxSender
+from storaged.chain.access import ChainAccess, TxSender
 from storaged.chain.client import ChainClient, trusted_from_genesis
 from storaged.chain.consensus.errors import InvalidCertificate
 from storaged.chain.errors import BadNonce, StateProofInvalid
@@ -72,7 +72,9 @@ async def test_light_client_reads_verified_and_refuses_tampering(tmp_path: Path)
             assert set(await client.providers()) == {pk(0)}
             # Send through the client with TxSender; the receipt proves inclusion.
             await client.load_nonce(pk(CLIENT))
-            sender = TxSender(client, key(CLIENT))
+            # TxSender is typed for ChainAccess but uses only chain_id, next_nonce, submit
+            # and wait_receipt, which the light client provides.
+            sender = TxSender(cast(ChainAccess, client), key(CLIENT))
             receipt = await sender.send_and_wait(
                 "transfer", {"to": pk(5), "amount": 42}, timeout=20)
             assert receipt["height"] >= 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nacl.signing
 import trio
@@ -64,7 +65,7 @@ async def start_stack(nursery: trio.Nursery, index: int, home: Path, g: Genesis,
     node = node or Node(NodeConfig())
     stack = Stack(index, home, key(index), validator, node)
 
-    async def life(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def life(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         kv = LevelKV(home / "db", sync=False)
         try:
             apply_genesis(kv, g)
