@@ -148,6 +148,8 @@ class PieceStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._digests: dict[bytes, bytes] = {}
         self._records: dict[bytes, PieceRecord] = {}
+        self.bytes_received = 0  # pushed bytes written (this process), for metrics
+        self.bytes_served = 0  # fetched bytes read out (this process), for metrics
 
     # -- paths and index ---------------------------------------------------------------------
 
@@ -299,6 +301,7 @@ class PieceStore:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise ResourceError(f"disk full writing piece {key.hex()[:16]}: {exc}") from exc
             raise ResourceError(f"cannot write piece {key.hex()[:16]}: {exc}") from exc
+        self.bytes_received += len(data)
 
     async def commit(self, key: bytes) -> None:
         """All bytes arrived and match the offered blake3: check comm_d, make it visible,
@@ -397,9 +400,11 @@ class PieceStore:
             return bytes(view[offset - start : end - start])
 
         try:
-            return await trio.to_thread.run_sync(load)
+            out = await trio.to_thread.run_sync(load)
         except FileNotFoundError:
             raise NotFound(f"piece {key.hex()[:16]} file is missing") from None
+        self.bytes_served += len(out)
+        return out
 
     def describe(self) -> dict[str, Any]:
         """JSON-able summary for status output."""

@@ -30,22 +30,26 @@ CHAIN = "storaged-market-test"
 FUNDS = 10**15
 
 
-def _receipt_shim(app: ChainApp) -> None:
-    """Until ``ChainApp.receipt`` lands (chain-sectors engineer, contracts section 1), look the
-    receipt up in the committed receipts records the app already writes."""
+def receipt_shim(monkeypatch: Any | None = None) -> bool:
+    """Until ``ChainApp.receipt`` lands (chain-sectors engineer, contracts section 1), give
+    ChainApp a receipt lookup over the committed receipt records it already writes."""
     if hasattr(ChainApp, "receipt"):
-        return
+        return False
     from storaged.chain import encoding
     from storaged.store import schema
 
-    def receipt(tx_hash: bytes) -> dict[str, Any] | None:
+    def receipt(app: ChainApp, tx_hash: bytes) -> dict[str, Any] | None:
         for k, raw in app.kv.scan(schema.CHAIN_RECEIPTS, reverse=True):
             for r in encoding.decode(raw):
                 if r["tx"] == tx_hash:
                     return {**r, "height": int.from_bytes(k[1:9], "big")}
         return None
 
-    app.receipt = receipt  # type: ignore[attr-defined]
+    if monkeypatch is not None:
+        monkeypatch.setattr(ChainApp, "receipt", receipt, raising=False)
+    else:
+        ChainApp.receipt = receipt  # type: ignore[attr-defined]
+    return True
 
 
 def key(i: int) -> nacl.signing.SigningKey:
@@ -124,8 +128,8 @@ async def market_env(
     kv = LevelKV(tmp / "db")
     apply_genesis(kv, Genesis(CHAIN, 1_700_000_000, allocations={
         bytes(client_key.verify_key): FUNDS, bytes(provider_key.verify_key): FUNDS}))
+    shimmed = receipt_shim()
     app = ChainApp(kv, CHAIN)
-    _receipt_shim(app)
     chain = LocalChain(app, key(9), interval=0.05)
     try:
         async with trio.open_nursery() as nursery:
@@ -152,6 +156,8 @@ async def market_env(
             nursery.cancel_scope.cancel()
     finally:
         kv.close()
+        if shimmed:
+            del ChainApp.receipt  # type: ignore[attr-defined]
 
 
 def random_bytes(n: int) -> bytes:

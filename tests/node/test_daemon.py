@@ -1,0 +1,82 @@
+"""The provider daemon on a temp home with a LocalChain: serves, registers, stops cleanly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+from prometheus_client import generate_latest
+
+from storaged.chain.genesis import GENESIS_FILE, Genesis, write_genesis
+from storaged.config import Config, MarketConfig, NodeConfig, StorageConfig
+from storaged.errors import ConfigError, UserError
+from storaged.net.host import Node
+from storaged.net.host import NodeConfig as HostConfig
+from storaged.net.identity import load_signing_key
+from storaged.net.rpc import DEAL, Rpc
+from storaged.node.daemon import Daemon
+from tests.node.market_env import receipt_shim
+
+CHAIN = "storaged-daemon-test"
+
+
+def make_home(home: Path) -> tuple[Config, bytes]:
+    """A provider home: key, genesis funding it, config on a free loopback port."""
+    pk = bytes(load_signing_key(home).verify_key)
+    write_genesis(home / GENESIS_FILE,
+                  Genesis(CHAIN, 1_700_000_000, allocations={pk: 10**12}))
+    cfg = Config(node=NodeConfig(listen=("/ip4/127.0.0.1/tcp/0",), chain_id=CHAIN),
+                 market=MarketConfig(collateral=1 << 30, capacity_bytes=1 << 20),
+                 storage=StorageConfig(min_free_bytes=0))
+    return cfg, pk
+
+
+async def test_daemon_serves_ask_registers_and_stops_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    receipt_shim(monkeypatch)
+    home = tmp_path / "p1"
+    cfg, pk = make_home(home)
+    for _round in range(2):  # the second start proves the first released home, DB and port
+        daemon = Daemon(home, cfg, chain_mode="local", block_interval=0.05)
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(30):
+                await nursery.start(daemon.run)
+                client = Node(HostConfig())
+                await nursery.start(client.run)
+                assert daemon.node is not None
+                await client.connect(daemon.node.addrs[0])
+                ask = await Rpc(client).request(daemon.node.peer_id, DEAL, {"op": "ask"},
+                                                timeout=10)
+                assert ask["provider"] == pk
+                assert ask["free"] == 1 << 20
+                await daemon.registered.wait()
+            wallet = daemon.wallet()
+            assert wallet["provider"]["capacity"] == 1 << 20
+            assert wallet["escrow"] == 1 << 20  # collateral for full capacity, 1 per byte
+            status = daemon.status()
+            assert status["registration"] == "registered"
+            assert status["chain_id"] == CHAIN and status["height"] > 0
+            assert status["deals"] == {}
+            assert daemon.deals() == []
+            text = generate_latest(daemon.metrics).decode()
+            assert "storaged_free_bytes 1.048576e+06" in text
+            assert "storaged_chain_height" in text
+            with pytest.raises(UserError, match="only"):
+                await daemon.withdraw(10**15)
+            out = await daemon.set_ask(price=7)
+            assert out["price"] == 7
+            nursery.cancel_scope.cancel()
+        with pytest.raises(UserError, match="not running"):
+            daemon.status()
+
+
+async def test_daemon_refuses_a_genesis_of_another_chain(tmp_path: Path) -> None:
+    home = tmp_path / "p2"
+    cfg, _ = make_home(home)
+    other = Config(node=NodeConfig(chain_id="other-chain"))
+    with pytest.raises(ConfigError, match="differs"):
+        await Daemon(home, other, chain_mode="local").run()
+    with pytest.raises(ConfigError, match="chain mode"):
+        Daemon(home, cfg, chain_mode="solo")
