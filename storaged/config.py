@@ -49,7 +49,9 @@ class MarketConfig:
     start); ``max_deal_bytes`` is the largest deal (padded piece size) accepted;
     ``min_start_delay`` is how many blocks ahead of the head a deal must start, so the piece
     can arrive and be sealed before the deal's activation deadline; ``publish_timeout`` is
-    how many seconds a proposal waits for its ``publish_deal`` to commit.
+    how many seconds a proposal waits for its ``publish_deal`` to commit (at most 25, under the
+    deal protocol's 30 s answer limit; a later commit is still recorded, and the client's retry
+    of the same proposal gets the deal id).
     """
 
     price_per_gib_epoch: int = 1
@@ -120,7 +122,7 @@ _RANGES: dict[tuple[str, str], tuple[int, int]] = {
     ("market", "collateral"): (0, 2**63 - 1),
     ("market", "max_deal_bytes"): (4096, 2**63 - 1),
     ("market", "min_start_delay"): (1, 2**32),
-    ("market", "publish_timeout"): (1, 3600),
+    ("market", "publish_timeout"): (1, 25),  # below the deal protocol's 30 s handler limit
     ("storage", "min_free_bytes"): (0, 2**63 - 1),
     ("storage", "scrub_interval"): (1, 2**63 - 1),
     ("client", "k"): (1, 256),

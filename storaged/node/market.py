@@ -18,7 +18,8 @@ Local deal record v1 (``0x50 || u64 deal id``), canonical CBOR::
     {"v": 1, "proposal": map, "state": text, "reason": text, "height": uint published at}
 
 Local states: ``awaiting_data`` (published, piece not complete) -> ``received`` (piece stored,
-comm_d checked, handed to the sealer).  The sealer keeps its own job table from there; the chain
+comm_d checked, handed to the sealer), or ``failed`` (the stored piece with this comm_d is padded
+to another size than the deal's, so no bytes can satisfy it).  The sealer keeps its own job table from there; the chain
 record holds the deal's on-chain state.
 
 Chain reads (deals, accounts) go straight to the committed chain state in the node's one
@@ -58,8 +59,12 @@ GIB = 1 << 30
 RECORD_VERSION = 1
 AWAITING_DATA = "awaiting_data"
 RECEIVED = "received"
+FAILED = "failed"
 LOCAL_FIELDS: dict[str, type] = {"v": int, "proposal": dict, "state": str, "reason": str,
                                  "height": int}
+# On-chain deal states after which the provider no longer holds the data for the deal.
+TERMINAL_CHAIN_STATES = frozenset({chain_deals.EXPIRED_UNACTIVATED, "EXPIRED", "TERMINATED",
+                                   "SLASHED"})
 ASK_KEY = schema.meta_key(b"market-ask")  # CBOR {"price", "collateral"} set at runtime
 
 EnqueueHook = Callable[[int], Any]
@@ -204,8 +209,13 @@ class Market:
     # -- ask and capacity ------------------------------------------------------------------------
 
     def committed_bytes(self) -> int:
-        """Capacity taken by published deals (awaiting data or stored)."""
-        return sum(int(d.proposal["size"]) for d in self.local_deals())
+        """Capacity taken by deals that are still live on chain (awaiting data or stored)."""
+        return sum(int(d.proposal["size"]) for d in self.local_deals()
+                   if d.state != FAILED and self._live(d.deal_id))
+
+    def _live(self, deal_id: int) -> bool:
+        deal = self.chain_deal(deal_id)
+        return deal is None or deal["state"] not in TERMINAL_CHAIN_STATES
 
     def free_bytes(self) -> int:
         """Capacity still offered: configured capacity minus deals and pending reservations."""
@@ -336,6 +346,8 @@ class Market:
             deal_id = self._record(p, int(receipt.get("height", 0)))
         finally:
             del self._reserved[h]
+        if self.pieces.has(p["piece"]):  # the same bytes are already here for another deal
+            await self.on_received(p["piece"])
         log.info("published deal %d: %d bytes for %s", deal_id, p["size"],
                  p["client"].hex()[:16])
         return {"deal": deal_id, "tx": tx_hash}
@@ -349,6 +361,8 @@ class Market:
             log.warning("publish_deal %s never committed", tx_hash.hex()[:16])
             return
         self._record(p, int(receipt.get("height", 0)))
+        if self.pieces.has(p["piece"]):
+            await self.on_received(p["piece"])
 
     def _find_deal(self, p: dict[str, Any]) -> int:
         """The on-chain id of the published deal with proposal ``p`` (newest deals first)."""
@@ -426,16 +440,26 @@ class Market:
             NotFound: no such deal (the push is refused ``not_found``).
         """
         for deal in self._deals_of_piece(comm_d):
+            if not self._live(deal.deal_id):
+                continue  # expired on chain: nobody pays for these bytes any more
             if deal.state == AWAITING_DATA or self.pieces.has(comm_d):
                 return int(deal.proposal["size"])
         raise NotFound(f"no published deal of this provider for piece {comm_d.hex()[:16]}")
 
     async def on_received(self, comm_d: bytes) -> None:
         """The piece is stored and checked: mark its deals received, call the sealer hook."""
-        ready = [d for d in self._deals_of_piece(comm_d) if d.state == AWAITING_DATA]
+        rec = self.pieces.record(comm_d)
+        if rec is None:
+            raise LocalBugError(f"on_received for piece {comm_d.hex()[:16]} not stored")
+        waiting = [d for d in self._deals_of_piece(comm_d) if d.state == AWAITING_DATA]
+        ready = [d for d in waiting if d.proposal["size"] == rec.padded]
         with self.kv.batch() as batch:
-            for d in ready:
-                done = replace(d, state=RECEIVED, reason="piece stored, comm_d verified")
+            for d in waiting:
+                if d in ready:
+                    done = replace(d, state=RECEIVED, reason="piece stored, comm_d verified")
+                else:  # comm_d is of a padding to another size: no bytes can satisfy it
+                    done = replace(d, state=FAILED, reason=(
+                        f"piece commits to {rec.padded} bytes, deal is {d.proposal['size']}"))
                 batch.put(schema.market_deal_key(d.deal_id), done.encode())
         for d in ready:
             await self._enqueue(d.deal_id)

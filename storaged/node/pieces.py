@@ -312,7 +312,10 @@ class PieceStore:
             ResourceError: the disk cannot take the padding or the rename.
         """
         if self.record(key) is not None:
+            # Bytes already stored (a retry, or a second deal for the same piece): hand any
+            # deal still waiting for them to the market.
             self._digests.pop(key, None)
+            await self.deals.on_received(key)
             return
         part, final = self._part(key), self.path(key)
         deal_size = self.deals.expected_size(key)

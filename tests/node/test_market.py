@@ -17,7 +17,7 @@ from storaged.net.errors import (
     RemoteNotFound,
     RemoteRejected,
 )
-from storaged.node.market import AWAITING_DATA, RECEIVED
+from storaged.node.market import AWAITING_DATA, FAILED, RECEIVED
 from tests.node.market_env import CHAIN, key, market_env, random_bytes
 
 GIB = 1 << 30
@@ -211,3 +211,40 @@ async def test_manifest_put_get_and_refusals(tmp_path: Path) -> None:
 
 def test_chain_id_is_the_test_chain() -> None:
     assert CHAIN.startswith("storaged-")
+
+
+async def test_second_deal_for_a_stored_piece_and_an_expired_deal(tmp_path: Path) -> None:
+    async with market_env(tmp_path, CONFIG) as env:
+        data = random_bytes(30_000)
+        with trio.fail_after(60):
+            first, comm_d = await env.deal_for(data)
+            await env.client_transfers.push(env.provider_peer, comm_d, env.source)
+            assert env.enqueued == [first]
+            # Another deal for the same bytes is handed to the sealer as soon as it is published.
+            p = env.proposal(comm_d, 32 << 10, end=env.proposal(comm_d, 1)["end"] + 1)
+            second = (await env.propose(p))["deal"]
+            assert second != first and env.enqueued == [first, second]
+            assert (await env.deal({"op": "deal_status", "deal": second}))["state"] == RECEIVED
+            # A deal naming the same comm_d at another size can never be satisfied.
+            bad = (await env.propose(env.proposal(comm_d, 64 << 10)))["deal"]
+            status = await env.deal({"op": "deal_status", "deal": bad})
+            assert status["state"] == FAILED and "commits to 32768" in status["reason"]
+            assert env.enqueued == [first, second]
+            # A deal whose piece never arrives expires on chain at its start epoch: its
+            # capacity comes back and a late push is refused.
+            late_data = random_bytes(20_000)
+            from storaged.data.piece import commitment_of
+
+            late_piece, size = commitment_of(late_data)
+            env.source.objects[late_piece] = late_data
+            head = env.chain.head().height
+            start = head + CONFIG.min_start_delay + 1
+            late = env.proposal(late_piece, size, start=start, end=start + 50)
+            late_id = (await env.propose(late))["deal"]
+            assert env.market.free_bytes() == (192 - 32 - 32 - 32) << 10
+            await env.chain.wait_height(start + 1, timeout=30)
+            assert (await env.deal({"op": "deal_status", "deal": late_id}))["chain_state"] == \
+                chain_deals.EXPIRED_UNACTIVATED
+            assert env.market.free_bytes() == (192 - 64) << 10
+            with pytest.raises(RemoteNotFound, match="no published deal"):
+                await env.client_transfers.push(env.provider_peer, late_piece, env.source)
