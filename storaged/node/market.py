@@ -19,8 +19,8 @@ Local deal record v1 (``0x50 || u64 deal id``), canonical CBOR::
 
 Local states: ``awaiting_data`` (published, piece not complete) -> ``received`` (piece stored,
 comm_d checked, handed to the sealer), or ``failed`` (the stored piece with this comm_d is padded
-to another size than the deal's, so no bytes can satisfy it).  The sealer keeps its own job table from there; the chain
-record holds the deal's on-chain state.
+to another size than the deal's, so no bytes can satisfy it).  The sealer keeps its own job
+table from there; the chain record holds the deal's on-chain state.
 
 Chain reads (deals, accounts) go straight to the committed chain state in the node's one
 LevelDB, through the chain's own record loaders (``storaged.chain.deals`` and ``accounts``).
