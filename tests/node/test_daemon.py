@@ -9,11 +9,12 @@ import trio
 from prometheus_client import generate_latest
 
 from storaged.chain.genesis import GENESIS_FILE, Genesis, write_genesis
+from storaged.chain.providers import Provider
 from storaged.config import Config, MarketConfig, NodeConfig, StorageConfig
 from storaged.errors import ConfigError, UserError
 from storaged.net.host import Node
 from storaged.net.host import NodeConfig as HostConfig
-from storaged.net.identity import load_signing_key
+from storaged.net.identity import load_signing_key, peer_id_of
 from storaged.net.rpc import DEAL, Rpc
 from storaged.node.daemon import Daemon
 from tests.node.market_env import receipt_shim
@@ -80,3 +81,34 @@ async def test_daemon_refuses_a_genesis_of_another_chain(tmp_path: Path) -> None
         await Daemon(home, other, chain_mode="local").run()
     with pytest.raises(ConfigError, match="chain mode"):
         Daemon(home, cfg, chain_mode="solo")
+
+
+async def test_daemon_on_the_networked_chain_as_the_genesis_validator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    receipt_shim(monkeypatch)
+    home = tmp_path / "v1"
+    pk = bytes(load_signing_key(home).verify_key)
+    genesis_listing = Provider(peer_id=peer_id_of(pk), addrs=[], price=1, capacity=1 << 20,
+                               collateral=100, bond=1000)
+    write_genesis(home / GENESIS_FILE, Genesis(CHAIN, 1_700_000_000, allocations={pk: 10**9},
+                                               providers={pk: genesis_listing}))
+    cfg = Config(node=NodeConfig(chain_id=CHAIN), storage=StorageConfig(min_free_bytes=0))
+    daemon = Daemon(home, cfg, chain_mode="network", block_interval=0.1)
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(60):
+            await nursery.start(daemon.run)
+            # The genesis listing has no address: the daemon updates it through consensus.
+            await daemon.registered.wait()
+        status = daemon.status()
+        assert status["chain_mode"] == "network" and status["height"] >= 1
+        listing = daemon.wallet()["provider"]
+        assert listing is not None and listing["bond"] == 1000
+        assert daemon.node is not None
+        from storaged.chain.providers import load_provider
+        from storaged.chain.state import StateOverlay
+
+        assert daemon.kv is not None
+        on_chain = load_provider(StateOverlay(daemon.kv), pk)
+        assert on_chain is not None and on_chain.addrs == daemon.node.addrs
+        nursery.cancel_scope.cancel()
