@@ -2,9 +2,12 @@
 
 A piece is named by its ``comm_d`` (the deal's piece commitment).  Files under ``home/pieces/``:
 
-- ``<comm_d hex>.<blake3 hex>.part``: an upload in progress.  Its length is the resume point a
-  new push of the same bytes continues from (the blake3 in the name keeps a resumed push from
-  splicing two different objects).  A partial file is never counted as stored.
+- ``<comm_d hex>.<blake3 hex>.part``: an upload in progress (the blake3 in the name keeps a
+  resumed push from splicing two different objects).  Every ``SYNC_EVERY`` bytes it is
+  fdatasync'ed and the synced length recorded (``0x55``, :func:`schema.piece_upload_key`).  A
+  push resumed in the same process continues from the file's length; after a restart, from
+  the recorded durable length (the unsynced tail, which a crash may have garbled, is cut).
+  A partial file is never counted as stored.
 - ``<comm_d hex>``: a complete piece, zero-padded on disk to the deal size (a power of two, so
   the sealer reads the sector's data as is); only its first ``length`` bytes are served.
 
@@ -53,6 +56,7 @@ log = logging.getLogger(__name__)
 
 INDEX_VERSION = 1
 BLOCK = 256 << 10
+SYNC_EVERY = 8 << 20
 RECORD_FIELDS: dict[str, type] = {"v": int, "length": int, "padded": int, "blake3": bytes,
                                   "block": int, "blocks": list}
 
@@ -148,6 +152,7 @@ class PieceStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._digests: dict[bytes, bytes] = {}
         self._records: dict[bytes, PieceRecord] = {}
+        self._open_uploads: dict[tuple[bytes, bytes], int] = {}  # -> bytes since last sync
         self.bytes_received = 0  # pushed bytes written (this process), for metrics
         self.bytes_served = 0  # fetched bytes read out (this process), for metrics
 
@@ -254,9 +259,18 @@ class PieceStore:
             return size
         self._digests[key] = digest
         part = self._part(key)
+        upload = (key, digest)
+        raw_synced = self.kv.get(schema.piece_upload_key(key, digest))
+        synced = 0 if raw_synced is None else int.from_bytes(raw_synced, "big")
+        # Written by this process: the page cache holds every byte we wrote, so the whole
+        # file counts.  Otherwise (a restart) only what was fsynced is trusted.
+        trust_all = upload in self._open_uploads
 
         def prepare() -> int:
             held = part.stat().st_size if part.exists() else 0
+            if not trust_all and held > synced:
+                os.truncate(part, synced)
+                held = synced
             if held > size:
                 part.unlink()
                 held = 0
@@ -270,7 +284,9 @@ class PieceStore:
                     f"(keeping {self.min_free} free)")
             return held
 
-        return await trio.to_thread.run_sync(prepare)
+        held = await trio.to_thread.run_sync(prepare)
+        self._open_uploads.setdefault(upload, 0)
+        return held
 
     async def read_back(self, key: bytes, offset: int, length: int) -> bytes:
         """Bytes already held for an upload (the final file after a completed one)."""
@@ -287,21 +303,33 @@ class PieceStore:
         if self.record(key) is not None:
             return  # already complete (a resumed push re-sending nothing new)
         part = self._part(key)
+        upload = (key, self._digests[key])
+        unsynced = self._open_uploads.get(upload, 0) + len(data)
+        sync_now = unsynced >= SYNC_EVERY
 
-        def put() -> None:
+        def put() -> int:
             fd = os.open(part, os.O_WRONLY | os.O_CREAT, 0o600)
             try:
                 os.pwrite(fd, data, offset)
+                if sync_now:
+                    os.fdatasync(fd)
+                    return os.fstat(fd).st_size
+                return -1
             finally:
                 os.close(fd)
 
         try:
-            await trio.to_thread.run_sync(put)
+            durable = await trio.to_thread.run_sync(put)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise ResourceError(f"disk full writing piece {key.hex()[:16]}: {exc}") from exc
             raise ResourceError(f"cannot write piece {key.hex()[:16]}: {exc}") from exc
         self.bytes_received += len(data)
+        if durable >= 0:
+            # Chunks arrive in order, so the file's length after fdatasync is all durable.
+            self.kv.put(schema.piece_upload_key(*upload), schema.u64(durable))
+            unsynced = 0
+        self._open_uploads[upload] = unsynced
 
     async def commit(self, key: bytes) -> None:
         """All bytes arrived and match the offered blake3: check comm_d, make it visible,
@@ -318,6 +346,7 @@ class PieceStore:
             await self.deals.on_received(key)
             return
         part, final = self._part(key), self.path(key)
+        digest = self._digests[key]
         deal_size = self.deals.expected_size(key)
 
         def finish() -> PieceRecord:
@@ -340,11 +369,18 @@ class PieceStore:
 
         try:
             rec = await trio.to_thread.run_sync(finish)
+        except IntegrityError:
+            self.kv.delete(schema.piece_upload_key(key, digest))
+            self._open_uploads.pop((key, digest), None)
+            raise
         except OSError as exc:
             raise ResourceError(f"cannot finish piece {key.hex()[:16]}: {exc}") from exc
         finally:
             self._digests.pop(key, None)
-        self.kv.put(schema.piece_key(key), rec.encode())
+        with self.kv.batch() as batch:
+            batch.put(schema.piece_key(key), rec.encode())
+            batch.delete(schema.piece_upload_key(key, digest))
+        self._open_uploads.pop((key, digest), None)
         self._records[key] = rec
         log.info("piece %s stored (%d bytes, deal size %d)", key.hex()[:16], rec.length,
                  rec.padded)
@@ -356,7 +392,9 @@ class PieceStore:
             return
         part = self._part(key)
         await trio.to_thread.run_sync(lambda: part.unlink(missing_ok=True))
-        self._digests.pop(key, None)
+        digest = self._digests.pop(key)
+        self.kv.delete(schema.piece_upload_key(key, digest))
+        self._open_uploads.pop((key, digest), None)
 
     # -- ChunkSource ---------------------------------------------------------------------------
 

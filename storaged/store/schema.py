@@ -211,3 +211,9 @@ def market_manifest_key(cid_digest: bytes) -> bytes:
 def market_proposal_key(proposal_hash: bytes) -> bytes:
     """Key mapping a published proposal's hash to its deal id."""
     return MARKET_PROPOSAL + hash32(proposal_hash)
+PIECE_UPLOAD = b"\x55"  # + hash32 comm_d + hash32 blake3 -> u64 bytes fsynced of the upload
+
+
+def piece_upload_key(comm_d: bytes, digest: bytes) -> bytes:
+    """Key of the durable (fsynced) length of an upload in progress."""
+    return PIECE_UPLOAD + hash32(comm_d) + hash32(digest)

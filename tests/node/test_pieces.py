@@ -9,8 +9,10 @@ import pytest
 import trio
 
 from storaged.config import MarketConfig
-from storaged.errors import IntegrityError, NotFound
+from storaged.errors import IntegrityError, NotFound, PeerUnavailable
 from storaged.node.market import AWAITING_DATA, RECEIVED
+from storaged.node.pieces import SYNC_EVERY
+from storaged.store import schema
 from tests.node.market_env import MemorySource, market_env, random_bytes
 
 CONFIG = MarketConfig(price_per_gib_epoch=1, capacity_bytes=1 << 30, min_duration=50,
@@ -95,8 +97,6 @@ async def test_restart_hands_over_a_piece_stored_before_a_crash(tmp_path: Path) 
         assert local is not None and local.state == RECEIVED
         from dataclasses import replace
 
-        from storaged.store import schema
-
         market.kv.put(schema.market_deal_key(deal_id),
                       replace(local, state=AWAITING_DATA).encode())
         stray = market.pieces.dir / ("ab" * 32)
@@ -111,3 +111,37 @@ async def test_restart_hands_over_a_piece_stored_before_a_crash(tmp_path: Path) 
         assert partial.exists()
         assert env3.market.pieces.has(comm_d)
         assert env3.market.pieces.path(comm_d).stat().st_size == 64 << 10
+
+
+async def test_after_a_restart_only_the_fsynced_prefix_is_trusted(tmp_path: Path) -> None:
+    data = random_bytes(20 << 20)
+    async with market_env(tmp_path, CONFIG) as env:
+        source = CuttingSource()
+        source.node, source.cut_at = env.client_node, 19 << 20
+        env.source = source
+        with trio.fail_after(60):
+            _, comm_d = await env.deal_for(data)
+            digest = blake3.blake3(data).digest()
+            with pytest.raises(PeerUnavailable):
+                await env.client_transfers.push(env.provider_peer, comm_d, source,
+                                                digest=digest, attempts=1)
+        pieces = env.market.pieces
+        (part,) = pieces.dir.glob("*.part")
+        synced = int.from_bytes(env.kv.get(schema.piece_upload_key(comm_d, digest)) or b"",
+                                "big")
+        assert synced >= SYNC_EVERY and synced % SYNC_EVERY == 0
+        assert part.stat().st_size > synced
+    # A crash garbles the unsynced tail; the restarted store cuts it and resumes from the
+    # durable length, and the push completes from there.
+    with part.open("r+b") as f:
+        f.seek(synced)
+        f.write(b"\xff" * 4096)
+    async with market_env(tmp_path, CONFIG) as env2:
+        env2.source.objects[comm_d] = data
+        with trio.fail_after(60):
+            result = await env2.client_transfers.push(env2.provider_peer, comm_d, env2.source,
+                                                      digest=digest)
+        assert result.resumed_from == synced
+        assert env2.market.pieces.has(comm_d)
+        assert await env2.market.pieces.read(comm_d, synced, 8192) == data[synced:synced + 8192]
+        assert env2.kv.get(schema.piece_upload_key(comm_d, digest)) is None
