@@ -32,6 +32,7 @@ import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import nacl.exceptions
@@ -130,14 +131,14 @@ class Market:
         chain: ChainAccess,
         key: nacl.signing.SigningKey,
         config: MarketConfig,
-        pieces_dir: Any,
+        pieces_dir: Path,
         *,
         peer_id: str,
         min_free: int = 0,
         enqueue: EnqueueHook | None = None,
     ) -> None:
-        """``pieces_dir`` (a Path) holds the piece store; ``enqueue`` is the sealer's hook
-        (it may be set later, before :meth:`run`)."""
+        """``pieces_dir`` holds the piece store; ``enqueue`` is the sealer's hook (it may be
+        set later, before :meth:`run`); ``min_free`` bytes of disk are never used by pieces."""
         self.kv = kv
         self.chain = chain
         self.key = key
@@ -232,11 +233,11 @@ class Market:
                 "collateral": c.collateral, "min_start_delay": c.min_start_delay}
 
     def set_ask(self, price: int | None = None, collateral: int | None = None) -> dict[str, Any]:
-        """Change the price and/or collateral per GiB for new proposals (kept across restarts).
+        """Change the price and/or collateral per GiB for new proposals (kept across restarts
+        in the KV; ``config.toml`` is not rewritten).
 
         Raises:
-            UserError-branch ProtocolViolation: never; a negative value is a LocalBugError
-            (the API validates input).
+            LocalBugError: a negative value (callers validate user input first).
         """
         new_price = self.config.price_per_gib_epoch if price is None else price
         new_coll = self.config.collateral if collateral is None else collateral

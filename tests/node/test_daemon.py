@@ -39,7 +39,7 @@ async def test_daemon_serves_ask_registers_and_stops_cleanly(
     receipt_shim(monkeypatch)
     home = tmp_path / "p1"
     cfg, pk = make_home(home)
-    for _round in range(2):  # the second start proves the first released home, DB and port
+    for restart in (False, True):  # the second start proves the first released home and DB
         daemon = Daemon(home, cfg, chain_mode="local", block_interval=0.05)
         async with trio.open_nursery() as nursery:
             with trio.fail_after(30):
@@ -52,6 +52,7 @@ async def test_daemon_serves_ask_registers_and_stops_cleanly(
                                                 timeout=10)
                 assert ask["provider"] == pk
                 assert ask["free"] == 1 << 20
+                assert ask["price"] == (7 if restart else 1)  # set_ask below survives restart
                 await daemon.registered.wait()
             wallet = daemon.wallet()
             assert wallet["provider"]["capacity"] == 1 << 20
