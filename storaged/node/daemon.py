@@ -289,8 +289,8 @@ class Daemon:
             "api": self.api_addr,
         }
 
-    def deals(self) -> list[dict[str, Any]]:
-        """Every deal of this provider with its local and on-chain state."""
+    def deals(self) -> dict[str, Any]:
+        """``{"deals": [...]}``: every deal of this provider, local and on-chain state."""
         market, _, _ = self._running()
         out = []
         for d in market.local_deals():
@@ -303,13 +303,16 @@ class Daemon:
                         "start": p["start"], "end": p["end"],
                         "collateral": p["collateral"], "published_at": d.height,
                         "received": market.pieces.partial_length(p["piece"])})
-        return out
+        return {"deals": out}
 
-    def sectors(self) -> list[dict[str, Any]]:
-        """The sealer's sectors (empty when sealing is not available)."""
+    def sectors(self) -> dict[str, Any]:
+        """``{"sectors": [...]}`` from the sealer (empty, with the reason, when sealing is not
+        available)."""
         self._running()
         snapshot = getattr(self.sealer, "snapshot", None)
-        return list(snapshot()) if snapshot is not None else []
+        if snapshot is None:
+            return {"sectors": [], "reason": self._parts.get("sealer", "not started")}
+        return {"sectors": list(snapshot())}
 
     def proving(self) -> dict[str, Any]:
         """The prover's schedule and recent PoSt results."""
