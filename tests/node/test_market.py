@@ -248,3 +248,23 @@ async def test_second_deal_for_a_stored_piece_and_an_expired_deal(tmp_path: Path
             assert env.market.free_bytes() == (192 - 64) << 10
             with pytest.raises(RemoteNotFound, match="no published deal"):
                 await env.client_transfers.push(env.provider_peer, late_piece, env.source)
+
+
+async def test_capacity_is_reserved_while_a_publish_is_pending(tmp_path: Path) -> None:
+    async with market_env(tmp_path, CONFIG) as env:
+        outcomes: list[str] = []
+
+        async def propose(piece: bytes) -> None:
+            try:
+                await env.propose(env.proposal(piece, 128 << 10))
+                outcomes.append("accepted")
+            except RemoteRejected as exc:
+                outcomes.append(str(exc))
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(propose, bytes([1]) * 32)
+                nursery.start_soon(propose, bytes([2]) * 32)
+        assert sorted(outcomes)[0] == "accepted"
+        assert "capacity: 131072 bytes asked, 65536 free" in sorted(outcomes)[1]
+        assert env.market.free_bytes() == 64 << 10
