@@ -14,6 +14,8 @@ key          type           meaning
 "segs"       array          per segment: [segment hash (32 B), [n share hashes (32 B)]]
 "deals"      array of uint  optional: deal ids, filled once deals are published
 "providers"  array of text  optional: provider peer ids, by share index
+"pieces"     array of bytes optional: the piece commitment (comm_d, 32 B) of each slot, by
+                            share index (n entries); the key to fetch that slot's piece
 ===========  =============  ==================================================================
 
 The segment count is ceil(size / seg) (0 for an empty file) and must equal len(segs).
@@ -34,7 +36,7 @@ VERSION = 1
 CIPHER_XCHACHA = "xchacha20poly1305"
 CIPHER_NONE = "none"
 _REQUIRED = {"v", "size", "seg", "k", "n", "cipher", "nonce", "segs"}
-_OPTIONAL = {"deals", "providers"}
+_OPTIONAL = {"deals", "providers", "pieces"}
 
 
 class ManifestError(ProtocolViolation):
@@ -66,6 +68,7 @@ class Manifest:
     segments: tuple[SegmentEntry, ...]
     deals: tuple[int, ...] | None = None
     providers: tuple[str, ...] | None = None
+    pieces: tuple[bytes, ...] | None = None
     version: int = field(default=VERSION)
 
     @property
@@ -99,6 +102,8 @@ class Manifest:
             obj["deals"] = list(self.deals)
         if self.providers is not None:
             obj["providers"] = list(self.providers)
+        if self.pieces is not None:
+            obj["pieces"] = list(self.pieces)
         return bytes(cbor2.dumps(obj, canonical=True))
 
     def cid(self) -> str:
@@ -183,6 +188,9 @@ def decode_manifest(data: bytes, expected_cid: str | None = None) -> Manifest:
         not isinstance(providers, list) or any(type(p) is not str for p in providers)
     ):
         raise ManifestError("manifest field 'providers' must be a list of text")
+    pieces = obj.get("pieces")
+    if pieces is not None and (not isinstance(pieces, list) or len(pieces) != n):
+        raise ManifestError("manifest field 'pieces' must list n piece commitments")
     return Manifest(
         size,
         seg,
@@ -193,4 +201,5 @@ def decode_manifest(data: bytes, expected_cid: str | None = None) -> Manifest:
         tuple(entries),
         tuple(deals) if deals is not None else None,
         tuple(providers) if providers is not None else None,
+        tuple(_hash(p, "piece commitment") for p in pieces) if pieces is not None else None,
     )
