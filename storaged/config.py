@@ -84,11 +84,19 @@ class StorageConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ClientConfig:
-    """[client]: erasure coding k of n and the segment size in bytes."""
+    """[client]: erasure coding k of n and the segment size in bytes; deal terms of ``storage
+    put``: ``duration`` in epochs (blocks), ``price_max`` the highest ask accepted (base units
+    per GiB per epoch), ``start_margin`` blocks added to a provider's ``min_start_delay`` so the
+    proposal still starts late enough when it reaches the provider; ``candidates_extra``
+    providers asked beyond n, to replace refusals and dead ones."""
 
     k: int = 4
     n: int = 6
     segment_size: int = 4 << 20
+    duration: int = 1000
+    price_max: int = 1 << 40
+    start_margin: int = 10
+    candidates_extra: int = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +136,10 @@ _RANGES: dict[tuple[str, str], tuple[int, int]] = {
     ("client", "k"): (1, 256),
     ("client", "n"): (1, 256),
     ("client", "segment_size"): (1, 1 << 30),
+    ("client", "duration"): (1, 2**63 - 1),
+    ("client", "price_max"): (0, 2**63 - 1),
+    ("client", "start_margin"): (0, 2**32),
+    ("client", "candidates_extra"): (0, 256),
 }
 
 

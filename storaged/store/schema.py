@@ -14,7 +14,7 @@ Prefix table (a prefix is never reused for another table; add new tables at the 
 | 0x30-0x3F | chain state (accounts, providers, deals, params, votes) | ``storaged.chain`` |
 | 0x40-0x4F | consensus write-ahead log | ``storaged.chain.consensus`` |
 | 0x50-0x5F | provider market: local deals, sectors, proving schedule | ``storaged.node`` |
-| 0x60-0x6F | client: files, uploads in progress | ``cli`` / ``storaged.node`` |
+| 0x60-0x6F | client: files put from this home | ``storaged.client.records`` |
 """
 
 from __future__ import annotations
@@ -217,3 +217,46 @@ PIECE_UPLOAD = b"\x55"  # + hash32 comm_d + hash32 blake3 -> u64 bytes fsynced o
 def piece_upload_key(comm_d: bytes, digest: bytes) -> bytes:
     """Key of the durable (fsynced) length of an upload in progress."""
     return PIECE_UPLOAD + hash32(comm_d) + hash32(digest)
+
+
+# --- client (0x60-0x6F), owned by storaged.client.records ----------------------------------
+CLIENT_FILE = b"\x60"  # + u64 put time (ms) + hash32 manifest CID digest -> CBOR file record
+
+
+def client_file_key(put_ms: int, cid_digest: bytes) -> bytes:
+    """Key of a file put from this home; files sort by put time."""
+    return CLIENT_FILE + u64(put_ms) + hash32(cid_digest)
+
+
+# --- provider sectors (0x58-0x5F), owned by storaged.node.sectors / sealing / proving -------
+# Values are canonical CBOR maps documented in storaged.node.sectors.
+SECTOR = b"\x58"  # + u64 sector number -> local sector job record
+SECTOR_DEAL = b"\x59"  # + u64 deal id -> u64 sector number (one deal per sector)
+SECTOR_NEXT = b"\x5a"  # -> u64 next free sector number of this provider
+SECTOR_POST = b"\x5b"  # + u64 sector number -> last PoSt outcome of the sector
+SECTOR_FAULT = b"\x5c"  # + u64 sector number + u64 seq -> one fault/recovery event
+
+
+def sector_key(sector: int) -> bytes:
+    """Key of this provider's job record of sector ``sector``."""
+    return SECTOR + u64(sector)
+
+
+def sector_deal_key(deal_id: int) -> bytes:
+    """Index entry: the sector that holds deal ``deal_id``."""
+    return SECTOR_DEAL + u64(deal_id)
+
+
+def sector_post_key(sector: int) -> bytes:
+    """Key of the last PoSt outcome recorded for ``sector``."""
+    return SECTOR_POST + u64(sector)
+
+
+def sector_fault_key(sector: int, seq: int) -> bytes:
+    """Key of fault event ``seq`` of ``sector`` (events of a sector sort in order)."""
+    return SECTOR_FAULT + u64(sector) + u64(seq)
+
+
+def sector_fault_prefix(sector: int) -> bytes:
+    """Prefix of every fault event of ``sector``."""
+    return SECTOR_FAULT + u64(sector)
