@@ -1,0 +1,335 @@
+"""The sealer: from a received piece to an active deal (PoRep pipeline).
+
+For each deal whose piece is stored and checked (``enqueue(deal_id)``, called by the market)
+the sealer creates a sector job (:mod:`storaged.node.sectors`) and drives it:
+
+1. ``RECEIVED`` → seal: ticket = the beacon-derived ``view.ticket(h)`` of the last committed
+   height ``h``; ``replica_id(provider, sector, comm_d, ticket)``; the C labelling runs in a
+   worker thread (it releases the GIL) straight into a mapped temp file, fsynced and renamed.
+   The commitments are checked: ``comm_d`` must equal the deal's piece commitment.
+2. ``SEALED`` → ``precommit_sector {sector, deal, comm_r, ticket_height}``, unless the chain
+   already has the precommit (a restart after sending it is idempotent).  A refused precommit
+   (e.g. the ticket became too old while the tx waited) re-seals with a fresh ticket.
+3. ``PRECOMMITTED`` → wait for the chain's ``seed_height`` (``wait_height``, no polling), read
+   ``porep_seed``, ``prove_porep`` in a thread, ``provecommit_sector``; ``ACTIVE`` once committed.
+
+Every step is persisted before the next starts, so a restart resumes each job where it was.
+At most ``[proofs] seal_workers`` labellings run at once (each is CPU-bound on one core).
+A step that fails is retried a few blocks later, up to ``MAX_ATTEMPTS`` times; then the job is
+``FAILED`` with the reason.  The scrubber (:mod:`storaged.node.scrub`) runs under the sealer
+because recovery is a re-seal.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Protocol
+
+import nacl.signing
+import trio
+from prometheus_client import CollectorRegistry, Counter
+
+from proofs import seal as proofs_seal
+from proofs.errors import ProofError
+from proofs.profiles import Profile
+from storaged.chain.access import ChainAccess, NotCommitted, TxSender
+from storaged.chain.errors import ChainError
+from storaged.config import Config
+from storaged.errors import IntegrityError, NotFound, ResourceError
+from storaged.node import sectors as sec
+from storaged.node.sectors import Sector, SectorStore, map_file
+from storaged.store.kv import KV
+
+log = logging.getLogger(__name__)
+
+SECTORS_DIR = "sectors"
+MAX_ATTEMPTS = 5
+RETRY_BLOCKS = 2
+"""Blocks to wait before retrying a failed step (lets the chain move past the cause)."""
+SECONDS_PER_BLOCK = 30.0
+"""Deadline per block waited for; generous, so only a stalled chain trips it."""
+TX_TIMEOUT = 60.0
+
+
+class PieceFiles(Protocol):
+    """Where the sealer reads unsealed pieces: the market's piece store."""
+
+    def path(self, comm_d: bytes) -> Path: ...
+
+    def has(self, comm_d: bytes) -> bool: ...
+
+
+class StepFailed(Exception):
+    """A pipeline step failed in a way worth retrying (internal to the sealer)."""
+
+
+def chain_sector(chain: ChainAccess, provider: bytes, number: int) -> dict[str, Any] | None:
+    """The chain's record of ``provider``'s sector ``number`` (None if not precommitted)."""
+    found: dict[str, Any] | None = chain.view().sector(provider, number)
+    return found
+
+
+def _seal_into(piece: Path, size: int, rid: bytes, layers: int,
+               out: memoryview) -> proofs_seal.Commitments:
+    with map_file(piece) as data:
+        if len(data) != size:
+            raise IntegrityError(f"piece file is {len(data)} bytes, the deal says {size}")
+        return proofs_seal.seal(data, rid, layers, out)
+
+
+class Sealer:
+    """Turns received pieces into active sectors; see the module docstring."""
+
+    def __init__(
+        self, kv: KV, chain: ChainAccess, key: nacl.signing.SigningKey, home: Path,
+        config: Config, *, pieces: PieceFiles, metrics: CollectorRegistry | None = None,
+        sender: TxSender | None = None,
+    ) -> None:
+        self.chain = chain
+        self.me = bytes(key.verify_key)
+        self.sender = sender if sender is not None else TxSender(chain, key)
+        self.store = SectorStore(Path(home) / SECTORS_DIR, kv)
+        self.pieces = pieces
+        self.config = config
+        self.limiter = trio.CapacityLimiter(config.proofs.seal_workers)
+        self._nursery: trio.Nursery | None = None
+        self._pending: list[int] = []
+        self._driving: set[int] = set()
+        self.changed = trio.Event()
+        """Set (and replaced) whenever a sector record changes: tests and the API wait on it."""
+        self.sealed = Counter("storaged_sectors_sealed", "Sectors sealed (replicas written)",
+                              registry=metrics)
+        self.activated = Counter("storaged_sectors_activated",
+                                 "Sectors whose provecommit was committed", registry=metrics)
+        self.failures = Counter("storaged_sealing_failures", "Failed sealing steps",
+                                registry=metrics)
+        from storaged.node.scrub import Scrubber
+
+        self.scrubber = Scrubber(self, interval=float(config.storage.scrub_interval))
+
+    # -- market hook ---------------------------------------------------------------------------
+
+    def enqueue(self, deal_id: int) -> None:
+        """Start sealing ``deal_id`` (its piece is stored and its comm_d checked).  Idempotent.
+
+        Raises:
+            NotFound: the deal is not on chain, or its piece is not stored here.
+        """
+        deal = self.chain.view().deal(deal_id)
+        if deal is None:
+            raise NotFound(f"deal {deal_id} is not on chain")
+        p = deal["proposal"]
+        if p["provider"] != self.me:
+            raise NotFound(f"deal {deal_id} belongs to another provider")
+        if not self.pieces.has(p["piece"]):
+            raise NotFound(f"piece of deal {deal_id} is not stored here")
+        rec = self.store.create(deal_id, p["piece"], p["size"], self.chain.head().height)
+        log.info("deal %d queued for sealing as sector %d", deal_id, rec.sector)
+        self._schedule(rec.sector)
+
+    def _schedule(self, number: int) -> None:
+        if number in self._driving:
+            return
+        if self._nursery is None:
+            self._pending.append(number)
+            return
+        self._driving.add(number)
+        self._nursery.start_soon(self._drive, number)
+
+    # -- service -------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Resume every unfinished job, then seal what ``enqueue`` hands over, and scrub."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for rec in self.store.all():
+                if rec.state in sec.PIPELINE:
+                    self._pending.append(rec.sector)
+            pending, self._pending = self._pending, []
+            for number in pending:
+                self._schedule(number)
+            await nursery.start(self.scrubber.run)
+            task_status.started()
+
+    def _notify(self) -> None:
+        event, self.changed = self.changed, trio.Event()
+        event.set()
+
+    def _update(self, rec: Sector, **changes: Any) -> Sector:
+        new = self.store.update(rec, updated=self.chain.head().height, **changes)
+        self._notify()
+        return new
+
+    async def _drive(self, number: int) -> None:
+        try:
+            rec = self.store.require(number)
+            while rec.state in sec.PIPELINE:
+                try:
+                    rec = await self._step(rec)
+                except (StepFailed, ChainError, NotCommitted, ProofError, ResourceError,
+                        IntegrityError, NotFound) as exc:
+                    self.failures.inc()
+                    rec = self.store.require(number)
+                    attempts = rec.attempts + 1
+                    log.warning("sector %d (%s) step failed (attempt %d): %s", number,
+                                rec.state, attempts, exc)
+                    if attempts >= MAX_ATTEMPTS or isinstance(exc, IntegrityError):
+                        rec = self._update(rec, state=sec.FAILED, attempts=attempts,
+                                           error=f"{rec.state}: {exc}")
+                        break
+                    rec = self._update(rec, attempts=attempts, error=f"{rec.state}: {exc}")
+                    await self._wait_blocks(RETRY_BLOCKS)
+        finally:
+            self._driving.discard(number)
+
+    async def _wait_blocks(self, n: int) -> None:
+        target = self.chain.head().height + n
+        await self.chain.wait_height(target, timeout=SECONDS_PER_BLOCK * n)
+
+    async def _step(self, rec: Sector) -> Sector:
+        deal = self.chain.view().deal(rec.deal)
+        if deal is None or deal["state"] not in ("PUBLISHED", "ACTIVE"):
+            state = None if deal is None else deal["state"]
+            return self._update(rec, state=sec.FAILED,
+                                error=f"deal {rec.deal} is {state} on chain; not sealing")
+        if rec.state == sec.RECEIVED:
+            return await self._seal(rec)
+        if rec.state == sec.SEALED:
+            return await self._precommit(rec)
+        return await self._provecommit(rec)
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def profile(self) -> Profile:
+        """The chain's proof profile (layers, challenge counts)."""
+        profile: Profile = self.chain.view().profile()
+        return profile
+
+    async def _seal(self, rec: Sector) -> Sector:
+        height = self.chain.head().height
+        ticket = self.chain.view().ticket(height)
+        rid = proofs_seal.replica_id(self.me, rec.sector, rec.comm_d, ticket)
+        comms = await self._seal_replica(rec, rid)
+        self.sealed.inc()
+        log.info("sector %d sealed (deal %d, ticket height %d)", rec.sector, rec.deal, height)
+        return self._update(rec, state=sec.SEALED, ticket_height=height, comm_c=comms.comm_c,
+                            comm_r_last=comms.comm_r_last, comm_r=comms.comm_r, error="")
+
+    async def _seal_replica(self, rec: Sector, rid: bytes) -> proofs_seal.Commitments:
+        """Seal the piece of ``rec`` under ``rid`` into its replica file (in a worker thread).
+
+        Raises:
+            NotFound: the unsealed piece is gone.
+            IntegrityError: the piece does not hash to the deal's comm_d.
+            ResourceError: the replica could not be written.
+        """
+        path = self.pieces.path(rec.comm_d)
+        layers = self.profile().layers
+
+        def work() -> proofs_seal.Commitments:
+            try:
+                comms = self.store.write_replica(
+                    rec.sector, rec.size, lambda out: _seal_into(path, rec.size, rid, layers, out))
+            except FileNotFoundError:
+                raise NotFound(f"piece {rec.comm_d.hex()[:16]} is not on disk") from None
+            if comms.comm_d != rec.comm_d:
+                self.store.remove_replica(rec.sector)
+                raise IntegrityError(f"piece of sector {rec.sector} does not match its comm_d")
+            return comms
+
+        async with self.limiter:
+            return await trio.to_thread.run_sync(work)
+
+    async def _precommit(self, rec: Sector) -> Sector:
+        on_chain = chain_sector(self.chain, self.me, rec.sector)
+        if on_chain is None:
+            if rec.comm_r is None or rec.ticket_height is None:
+                return self._update(rec, state=sec.RECEIVED, error="sealed without commitments")
+            body = {"sector": rec.sector, "deal": rec.deal, "comm_r": rec.comm_r,
+                    "ticket_height": rec.ticket_height}
+            try:
+                receipt = await self.sender.send_and_wait("precommit_sector", body,
+                                                          timeout=TX_TIMEOUT)
+            except ChainError as exc:
+                # Most likely the ticket aged out while we waited: seal again with a new one.
+                log.warning("precommit of sector %d refused (%s); re-sealing", rec.sector, exc)
+                return self._update(rec, state=sec.RECEIVED, attempts=rec.attempts + 1,
+                                    error=f"precommit refused: {exc}")
+            height = int(receipt["height"])
+        else:
+            if on_chain.get("comm_r") not in (None, rec.comm_r):
+                raise StepFailed(f"chain has another comm_r for sector {rec.sector}")
+            height = int(on_chain.get("precommit_height", self.chain.head().height))
+        log.info("sector %d precommitted at %d", rec.sector, height)
+        return self._update(rec, state=sec.PRECOMMITTED, precommit_height=height, error="")
+
+    async def _provecommit(self, rec: Sector) -> Sector:
+        on_chain = chain_sector(self.chain, self.me, rec.sector)
+        if on_chain is None:
+            # The precommit expired (or never landed): start over with a new ticket.
+            return self._update(rec, state=sec.RECEIVED, error="precommit not on chain")
+        if on_chain.get("state") not in (None, "PRECOMMITTED"):
+            return self._activated(rec, self.chain.head().height)
+        seed_height = int(on_chain["seed_height"])
+        head = self.chain.head().height
+        if head < seed_height:
+            await self.chain.wait_height(seed_height,
+                                         timeout=SECONDS_PER_BLOCK * (seed_height - head + 1))
+        view = self.chain.view()
+        seed = view.porep_seed(self.me, rec.sector)
+        rid = view.replica_id(self.me, rec.sector)
+        profile = self.profile()
+        path = self.pieces.path(rec.comm_d)
+
+        def work() -> bytes:
+            with map_file(path) as d, self.store.open_replica(rec.sector, rec.size) as r:
+                return proofs_seal.prove_porep(d, r, rid, profile.layers, rec.sector, seed,
+                                               profile.porep_challenges)
+
+        async with self.limiter:
+            try:
+                proof = await trio.to_thread.run_sync(work)
+            except FileNotFoundError:
+                raise NotFound(f"piece of sector {rec.sector} is not on disk") from None
+        receipt = await self.sender.send_and_wait(
+            "provecommit_sector", {"sector": rec.sector, "proof": proof}, timeout=TX_TIMEOUT)
+        return self._activated(rec, int(receipt["height"]))
+
+    def _activated(self, rec: Sector, height: int) -> Sector:
+        self.activated.inc()
+        log.info("sector %d active (deal %d) at %d", rec.sector, rec.deal, height)
+        return self._update(rec, state=sec.ACTIVE, active_height=height, error="")
+
+    # -- recovery (used by the scrubber) -------------------------------------------------------
+
+    async def reseal(self, rec: Sector) -> None:
+        """Rebuild the replica of an already precommitted sector from the unsealed piece; the
+        replica is deterministic given the replica id the chain recorded.
+
+        Raises:
+            NotFound: the unsealed piece is gone (the sector cannot be recovered here).
+            IntegrityError: the rebuilt replica does not match the committed comm_r_last.
+            ResourceError: the replica could not be written.
+        """
+        rid = self.chain.view().replica_id(self.me, rec.sector)
+        comms = await self._seal_replica(rec, rid)
+        if comms.comm_r_last != rec.comm_r_last:
+            raise IntegrityError(f"re-sealed sector {rec.sector} does not match its comm_r")
+
+    # -- snapshots -----------------------------------------------------------------------------
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Every sector job, JSON-able, with its fault history."""
+        out = []
+        for rec in self.store.all():
+            item = rec.snapshot()
+            item["events"] = self.store.events(rec.sector)
+            out.append(item)
+        return out
+
+    def sealing_jobs(self) -> dict[str, Any]:
+        """``{"jobs": [...]}``: sectors still in the sealing pipeline or failed."""
+        return {"jobs": [s for s in self.snapshot()
+                         if s["state"] in (*sec.PIPELINE, sec.FAILED)]}
+
