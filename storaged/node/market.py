@@ -18,9 +18,9 @@ Local deal record v1 (``0x50 || u64 deal id``), canonical CBOR::
     {"v": 1, "proposal": map, "state": text, "reason": text, "height": uint published at}
 
 Local states: ``awaiting_data`` (published, piece not complete) -> ``received`` (piece stored,
-comm_d checked, handed to the sealer), or ``failed`` (the stored piece with this comm_d is padded
-to another size than the deal's, so no bytes can satisfy it).  The sealer keeps its own job
-table from there; the chain record holds the deal's on-chain state.
+comm_d checked) -> ``sealing`` (the sealer's ``enqueue`` took it), or ``failed`` (the stored
+piece with this comm_d is padded to another size than the deal's: no bytes can satisfy it).
+The sealer keeps its own job table from there; the chain holds the deal's on-chain state.
 
 Chain reads (deals, accounts) go straight to the committed chain state in the node's one
 LevelDB, through the chain's own record loaders (``storaged.chain.deals`` and ``accounts``).
@@ -60,6 +60,7 @@ GIB = 1 << 30
 RECORD_VERSION = 1
 AWAITING_DATA = "awaiting_data"
 RECEIVED = "received"
+SEALING = "sealing"
 FAILED = "failed"
 LOCAL_FIELDS: dict[str, type] = {"v": int, "proposal": dict, "state": str, "reason": str,
                                  "height": int}
@@ -136,9 +137,11 @@ class Market:
         peer_id: str,
         min_free: int = 0,
         enqueue: EnqueueHook | None = None,
+        sender: TxSender | None = None,
     ) -> None:
         """``pieces_dir`` holds the piece store; ``enqueue`` is the sealer's hook (it may be
-        set later, before :meth:`run`); ``min_free`` bytes of disk are never used by pieces."""
+        set later, before :meth:`run`); ``min_free`` bytes of disk are never used by pieces;
+        ``sender`` is the node's one TxSender (one per key, so nonces never collide)."""
         self.kv = kv
         self.chain = chain
         self.key = key
@@ -146,7 +149,7 @@ class Market:
         self.peer_id = peer_id
         self.config = config
         self.enqueue = enqueue
-        self.sender = TxSender(chain, key)
+        self.sender = sender if sender is not None else TxSender(chain, key)
         self.pieces = PieceStore(pieces_dir, kv, self, min_free=min_free)
         self.manifests = ManifestStore(kv, self.is_my_deal)
         self._reserved: dict[bytes, tuple[int, int]] = {}  # proposal hash -> (size, collateral)
@@ -172,6 +175,8 @@ class Market:
             for deal in self.local_deals():
                 if deal.state == AWAITING_DATA and self.pieces.has(deal.proposal["piece"]):
                     await self.on_received(deal.proposal["piece"])
+                elif deal.state == RECEIVED:  # handed over, but the sealer never confirmed
+                    await self._enqueue(deal)
             task_status.started()
             await trio.sleep_forever()
 
@@ -463,12 +468,21 @@ class Market:
                         f"piece commits to {rec.padded} bytes, deal is {d.proposal['size']}"))
                 batch.put(schema.market_deal_key(d.deal_id), done.encode())
         for d in ready:
-            await self._enqueue(d.deal_id)
+            await self._enqueue(replace(d, state=RECEIVED))
 
-    async def _enqueue(self, deal_id: int) -> None:
+    async def _enqueue(self, deal: LocalDeal) -> None:
+        """Hand a received deal to the sealer; ``sealing`` once it took it.  A failing hook
+        never fails the client's push: the deal stays ``received`` and is handed over again
+        at the next start."""
         if self.enqueue is None:
-            log.warning("deal %d ready but no sealer is attached", deal_id)
+            log.warning("deal %d ready but no sealer is attached", deal.deal_id)
             return
-        result = self.enqueue(deal_id)
-        if inspect.isawaitable(result):
-            await result
+        try:
+            result = self.enqueue(deal.deal_id)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("sealer refused deal %d; retried at next start", deal.deal_id)
+            return
+        handed = replace(deal, state=SEALING, reason="handed to the sealer")
+        self.kv.put(schema.market_deal_key(deal.deal_id), handed.encode())

@@ -17,7 +17,7 @@ from storaged.net.errors import (
     RemoteNotFound,
     RemoteRejected,
 )
-from storaged.node.market import AWAITING_DATA, FAILED, RECEIVED
+from storaged.node.market import AWAITING_DATA, FAILED, SEALING
 from tests.node.market_env import CHAIN, key, market_env, random_bytes
 
 GIB = 1 << 30
@@ -121,7 +121,7 @@ async def test_pushed_piece_is_checked_stored_sealed_and_fetched(tmp_path: Path)
             on_disk = pieces.path(comm_d).read_bytes()
             assert on_disk == data + bytes((128 << 10) - len(data))
             status = await env.deal({"op": "deal_status", "deal": deal_id})
-            assert (status["state"], status["received"]) == (RECEIVED, len(data))
+            assert (status["state"], status["received"]) == (SEALING, len(data))
             for offset, length in [(0, 100_000), (12_345, 70_000), (99_990, 10), (99_999, 1)]:
                 got = bytearray()
 
@@ -224,7 +224,7 @@ async def test_second_deal_for_a_stored_piece_and_an_expired_deal(tmp_path: Path
             p = env.proposal(comm_d, 32 << 10, end=env.proposal(comm_d, 1)["end"] + 1)
             second = (await env.propose(p))["deal"]
             assert second != first and env.enqueued == [first, second]
-            assert (await env.deal({"op": "deal_status", "deal": second}))["state"] == RECEIVED
+            assert (await env.deal({"op": "deal_status", "deal": second}))["state"] == SEALING
             # A deal naming the same comm_d at another size can never be satisfied.
             bad = (await env.propose(env.proposal(comm_d, 64 << 10)))["deal"]
             status = await env.deal({"op": "deal_status", "deal": bad})

@@ -10,7 +10,7 @@ import trio
 
 from storaged.config import MarketConfig
 from storaged.errors import IntegrityError, NotFound, PeerUnavailable
-from storaged.node.market import AWAITING_DATA, RECEIVED
+from storaged.node.market import AWAITING_DATA, RECEIVED, SEALING
 from storaged.node.pieces import SYNC_EVERY
 from storaged.store import schema
 from tests.node.market_env import MemorySource, market_env, random_bytes
@@ -94,7 +94,7 @@ async def test_restart_hands_over_a_piece_stored_before_a_crash(tmp_path: Path) 
         # Simulate a crash between the piece index write and the deal state update, plus a
         # complete-looking piece file whose index write never happened.
         local = market.local_deal(deal_id)
-        assert local is not None and local.state == RECEIVED
+        assert local is not None and local.state == SEALING
         from dataclasses import replace
 
         market.kv.put(schema.market_deal_key(deal_id),
@@ -106,7 +106,7 @@ async def test_restart_hands_over_a_piece_stored_before_a_crash(tmp_path: Path) 
     async with market_env(tmp_path, CONFIG) as env3:  # same LevelDB and piece directory
         assert env3.enqueued == [deal_id]
         deal = env3.market.local_deal(deal_id)
-        assert deal is not None and deal.state == RECEIVED
+        assert deal is not None and deal.state == SEALING
         assert not stray.exists()
         assert partial.exists()
         assert env3.market.pieces.has(comm_d)
@@ -145,3 +145,23 @@ async def test_after_a_restart_only_the_fsynced_prefix_is_trusted(tmp_path: Path
         assert env2.market.pieces.has(comm_d)
         assert await env2.market.pieces.read(comm_d, synced, 8192) == data[synced:synced + 8192]
         assert env2.kv.get(schema.piece_upload_key(comm_d, digest)) is None
+
+
+async def test_a_failing_sealer_hook_never_fails_the_push(tmp_path: Path) -> None:
+    data = random_bytes(40_000)
+    async with market_env(tmp_path, CONFIG) as env:
+
+        def refuse(deal_id: int) -> None:
+            raise NotFound(f"deal {deal_id}: sealer not ready")
+
+        env.market.enqueue = refuse
+        with trio.fail_after(60):
+            deal_id, comm_d = await env.deal_for(data)
+            await env.client_transfers.push(env.provider_peer, comm_d, env.source)
+        assert env.market.pieces.has(comm_d)
+        local = env.market.local_deal(deal_id)
+        assert local is not None and local.state == RECEIVED
+    async with market_env(tmp_path, CONFIG) as env2:  # restart: handed over again
+        assert env2.enqueued == [deal_id]
+        local = env2.market.local_deal(deal_id)
+        assert local is not None and local.state == SEALING
