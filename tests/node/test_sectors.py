@@ -14,6 +14,7 @@ from storaged.node.scrub import check_replica
 from storaged.node.sectors import PostOutcome, Sector, SectorStore
 from storaged.store import schema
 from storaged.store.kv import LevelKV
+from tests.node.conftest import overwrite
 
 SIZE = 16 << 10
 COMM_D = bytes(range(32))
@@ -99,11 +100,8 @@ async def test_check_replica_finds_rot_and_loss(tmp_path: Path) -> None:
                        comm_c=comms.comm_c, comm_r_last=comms.comm_r_last, comm_r=comms.comm_r)
     assert await check_replica(store, rec) is None
 
-    with open(store.replica_path(0), "r+b") as f:  # one flipped bit deep in the file
-        f.seek(SIZE // 2 + 5)
-        byte = f.read(1)
-        f.seek(SIZE // 2 + 5)
-        f.write(bytes([byte[0] ^ 0x10]))
+    byte = store.replica_path(0).read_bytes()[SIZE // 2 + 5]
+    overwrite(store.replica_path(0), SIZE // 2 + 5, bytes([byte ^ 0x10]))  # one flipped bit
     reason = await check_replica(store, rec)
     assert reason is not None and "comm_r_last" in reason
 

@@ -1,0 +1,85 @@
+"""PoSts across proving periods, and scrub → declare_fault → re-seal → recovery, against the
+real chain rules and real proofs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import trio
+
+pytest.importorskip("storaged.chain.view", reason="chain sector rules (contracts section 1) "
+                    "not in the tree yet")
+
+from storaged.node import sectors as sec
+from storaged.node.sectors import Sector
+from tests.node.conftest import SealingEnv, overwrite, sealing_env
+
+
+async def activated(s: SealingEnv, data: bytes) -> Sector:
+    with trio.fail_after(60):
+        deal_id, _ = await s.push_deal(data)
+    rec: Sector = await s.until(lambda: (r := s.sealer.store.by_deal(deal_id)) is not None
+                                and r.state in (sec.ACTIVE, sec.FAILED) and r, seconds=60)
+    assert rec.state == sec.ACTIVE, rec.error
+    return rec
+
+
+async def test_posts_keep_the_deal_active_and_pay_the_provider(tmp_path: Path) -> None:
+    async with sealing_env(tmp_path) as s:
+        rec = await activated(s, os.urandom(20_000))
+        me = bytes(s.env.provider_key.verify_key)
+        app = s.env.chain.app
+        before = app.account(me).total()
+        await s.until(lambda: s.prover.ok_count >= 2, seconds=60)
+        view = s.env.chain.view()
+        assert view.deal(rec.deal)["state"] == "ACTIVE"
+        assert view.sector(me, rec.sector)["state"] == "ACTIVE"
+        assert s.prover.missed_count == 0
+        assert app.account(me).total() > before  # payments exceed the tx fees
+        last = s.sealer.store.last_post(rec.sector)
+        assert last is not None and last["ok"] and last["period"] >= 1
+        status = s.prover.proving_status()
+        assert status["posts_ok"] >= 2
+        assert [x["sector"] for x in status["sectors"]] == [rec.sector]
+
+
+async def test_a_corrupted_replica_is_declared_then_recovered(tmp_path: Path) -> None:
+    async with sealing_env(tmp_path, scrub_interval=1) as s:
+        rec = await activated(s, os.urandom(20_000))
+        me = bytes(s.env.provider_key.verify_key)
+        path = s.sealer.store.replica_path(rec.sector)
+        overwrite(path, 10_000, b"\xff\x00\xff\x00")  # bit rot in the middle
+        # The scrubber finds it and declares it before any PoSt is missed ...
+        await s.until(lambda: any(e["event"] == "declared"
+                                  for e in s.sealer.store.events(rec.sector)), seconds=30)
+        # ... then rebuilds the replica from the unsealed piece; the next PoSt recovers it.
+        done = await s.until(lambda: (r := s.sealer.store.require(rec.sector)).state
+                             == sec.ACTIVE and any(e["event"] == "recovered"
+                                                   for e in s.sealer.store.events(rec.sector))
+                             and r, seconds=60)
+        events = [e["event"] for e in s.sealer.store.events(done.sector)]
+        assert events[:2] == ["fault", "declared"]
+        assert "resealed" in events and events[-1] == "recovered"
+        view = s.env.chain.view()
+        assert view.sector(me, rec.sector)["state"] == "ACTIVE"
+        assert view.deal(rec.deal)["state"] == "ACTIVE"
+        assert s.prover.missed_count == 0
+        assert path.read_bytes()[10_000:10_004] != b"\xff\x00\xff\x00"
+
+
+async def test_a_lost_replica_is_declared_before_its_window(tmp_path: Path) -> None:
+    """Without a scheduled scrub, the pre-window check finds a deleted replica, declares it,
+    and the unsealed piece brings it back."""
+    async with sealing_env(tmp_path, scrub_interval=3600, post_margin=3) as s:
+        rec = await activated(s, os.urandom(20_000))
+        await s.until(lambda: s.prover.ok_count >= 1, seconds=60)  # the prover knows the window
+        s.sealer.store.replica_path(rec.sector).unlink()
+        await s.until(lambda: any(e["event"] == "declared"
+                                  for e in s.sealer.store.events(rec.sector)), seconds=30)
+        first = s.sealer.store.events(rec.sector)[0]
+        assert first["event"] == "fault" and "before window" in first["reason"]
+        await s.until(lambda: s.sealer.store.require(rec.sector).state == sec.ACTIVE
+                      and s.sealer.store.has_replica(rec.sector, rec.size), seconds=60)
+        assert s.prover.missed_count == 0

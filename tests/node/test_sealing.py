@@ -1,0 +1,79 @@
+"""The PoRep pipeline against the real chain rules: market hand-off → seal (C labelling) →
+precommit → seed → PoRep → provecommit → deal ACTIVE; and a restart mid-pipeline."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import trio
+
+pytest.importorskip("storaged.chain.view", reason="chain sector rules (contracts section 1) "
+                    "not in the tree yet")
+
+from storaged.chain import block as block_mod
+from storaged.chain.tx import decode_tx
+from storaged.node import sectors as sec
+from tests.node.conftest import SealingEnv, sealing_env
+from tests.node.market_env import CHAIN
+
+
+def tx_kinds(s: SealingEnv, kind: str) -> list[dict[str, object]]:
+    """Bodies of every committed tx of ``kind`` (scans the block store)."""
+    out = []
+    app = s.env.chain.app
+    for h in range(1, app.head().height + 1):
+        raw = app.block_at(h)
+        assert raw is not None
+        for tx_raw in block_mod.decode_block(raw).txs:
+            tx = decode_tx(tx_raw, CHAIN)
+            if tx.kind == kind:
+                out.append(tx.body)
+    return out
+
+
+async def test_a_pushed_piece_is_sealed_and_its_deal_activated(tmp_path: Path) -> None:
+    async with sealing_env(tmp_path) as s:
+        with trio.fail_after(60):
+            deal_id, comm_d = await s.push_deal(os.urandom(40_000))
+        rec = await s.until(lambda: (r := s.sealer.store.by_deal(deal_id)) is not None
+                            and r.state in (sec.ACTIVE, sec.FAILED) and r, seconds=60)
+        assert rec.state == sec.ACTIVE, rec.error
+        view = s.env.chain.view()
+        me = bytes(s.env.provider_key.verify_key)
+        assert view.deal(deal_id)["state"] == "ACTIVE"
+        on_chain = view.sector(me, rec.sector)
+        assert on_chain is not None and on_chain["comm_r"] == rec.comm_r
+        assert rec.comm_d == comm_d and rec.size == 64 << 10
+        assert s.sealer.store.has_replica(rec.sector, 64 << 10)
+        # The replica is not the data: the unsealed piece and the replica differ.
+        assert (s.sealer.store.replica_path(rec.sector).read_bytes()
+                != s.env.market.pieces.path(comm_d).read_bytes())
+        assert [b["sector"] for b in tx_kinds(s, "precommit_sector")] == [rec.sector]
+        assert [b["sector"] for b in tx_kinds(s, "provecommit_sector")] == [rec.sector]
+        jobs = s.sealer.sealing_jobs()["jobs"]
+        assert jobs == []  # nothing left in the pipeline
+        assert s.sealer.snapshot()[0]["state"] == sec.ACTIVE
+
+
+async def test_restart_between_precommit_and_provecommit_resumes(tmp_path: Path) -> None:
+    async with sealing_env(tmp_path) as s:
+        with trio.fail_after(60):
+            deal_id, _ = await s.push_deal(os.urandom(30_000))
+            while (rec := s.sealer.store.by_deal(deal_id)) is None \
+                    or rec.state != sec.PRECOMMITTED:
+                assert rec is None or rec.state in sec.PIPELINE, rec.error
+                await s.sealer.changed.wait()
+        s.stop()  # "crash" while waiting for the seed: nothing beyond the precommit is done
+        me = bytes(s.env.provider_key.verify_key)
+        assert s.env.chain.view().deal(deal_id)["state"] == "PUBLISHED"
+        assert s.env.chain.view().sector(me, rec.sector) is not None
+        await s.start()  # new Sealer and Prover on the same LevelDB and sector files
+        done = await s.until(lambda: (r := s.sealer.store.require(rec.sector)).state
+                             in (sec.ACTIVE, sec.FAILED) and r, seconds=60)
+        assert done.state == sec.ACTIVE, done.error
+        assert s.env.chain.view().deal(deal_id)["state"] == "ACTIVE"
+        # The precommit was sent once; the resumed job did not re-seal or re-send it.
+        assert len(tx_kinds(s, "precommit_sector")) == 1
+        assert done.ticket_height == rec.ticket_height and done.comm_r == rec.comm_r
