@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 TX_TIMEOUT = 60.0
 BLOCK_TIMEOUT = 120.0
+RETRY_BLOCKS = 10
 
 
 async def check_replica(store: SectorStore, rec: Sector) -> str | None:
@@ -90,6 +91,7 @@ class Scrubber:
         self.interval = interval
         self.passes = 0
         self.last_pass: int | None = None
+        self._retry_at: dict[int, int] = {}
         self.done = trio.Event()
         """Set (and replaced) after every full pass and every recovery attempt."""
 
@@ -123,20 +125,24 @@ class Scrubber:
             if reason is not None:
                 await declare_fault(self.sealer.sender, store, store.require(rec.sector),
                                     reason, self.sealer.chain.head().height)
-                self.sealer._notify()
+                self.sealer.notify()
         self.passes += 1
         self.last_pass = self.sealer.chain.head().height
         self._signal()
 
     async def recover_all(self) -> None:
-        """Re-seal every FAULTY sector from its unsealed piece."""
+        """Re-seal every FAULTY sector from its unsealed piece (a failed attempt is retried
+        after ``RETRY_BLOCKS`` blocks, not on every block)."""
         store = self.sealer.store
+        height = self.sealer.chain.head().height
         for rec in list(store.all()):
-            if rec.state == sec.FAULTY:
-                await self.recover(rec)
+            due = rec.state == sec.FAULTY and self._retry_at.get(rec.sector, 0) <= height
+            if due and not await self.recover(rec):
+                self._retry_at[rec.sector] = height + RETRY_BLOCKS
 
-    async def recover(self, rec: Sector) -> None:
-        """Re-seal ``rec`` and mark it RECOVERING (the next PoSt recovers it on chain)."""
+    async def recover(self, rec: Sector) -> bool:
+        """Re-seal ``rec`` and mark it RECOVERING (the next PoSt recovers it on chain);
+        return whether that worked (the reason of a failure is recorded as an event)."""
         store = self.sealer.store
         height = self.sealer.chain.head().height
         try:
@@ -145,15 +151,17 @@ class Scrubber:
             store.record_event(rec.sector, height, "recovery_failed", str(exc))
             log.warning("sector %d cannot be recovered now: %s", rec.sector, exc)
             self._signal()
-            return
+            return False
         reason = await check_replica(store, rec)
         if reason is not None:
             store.record_event(rec.sector, height, "recovery_failed", reason)
         else:
+            self._retry_at.pop(rec.sector, None)
             store.update(store.require(rec.sector), state=sec.RECOVERING,
                          error=f"recovered from: {rec.error}", updated=height)
             store.record_event(rec.sector, height, "resealed", "replica rebuilt from the "
                                "unsealed piece; waiting for a PoSt")
             log.info("sector %d re-sealed; recovering with the next PoSt", rec.sector)
-            self.sealer._notify()
+            self.sealer.notify()
         self._signal()
+        return reason is None

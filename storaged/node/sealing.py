@@ -50,6 +50,8 @@ RETRY_BLOCKS = 2
 SECONDS_PER_BLOCK = 30.0
 """Deadline per block waited for; generous, so only a stalled chain trips it."""
 TX_TIMEOUT = 60.0
+ACTIVATED = ("ACTIVE", "FAULTY")
+"""Chain sector states reached only through a committed provecommit."""
 
 
 class PieceFiles(Protocol):
@@ -152,13 +154,14 @@ class Sealer:
             await nursery.start(self.scrubber.run)
             task_status.started()
 
-    def _notify(self) -> None:
+    def notify(self) -> None:
+        """Wake everything waiting on :attr:`changed`."""
         event, self.changed = self.changed, trio.Event()
         event.set()
 
     def _update(self, rec: Sector, **changes: Any) -> Sector:
         new = self.store.update(rec, updated=self.chain.head().height, **changes)
-        self._notify()
+        self.notify()
         return new
 
     async def _drive(self, number: int) -> None:
@@ -269,8 +272,11 @@ class Sealer:
         if on_chain is None:
             # The precommit expired (or never landed): start over with a new ticket.
             return self._update(rec, state=sec.RECEIVED, error="precommit not on chain")
-        if on_chain.get("state") not in (None, "PRECOMMITTED"):
+        state = on_chain.get("state")
+        if state in ACTIVATED:
             return self._activated(rec, self.chain.head().height)
+        if state != "PRECOMMITTED":
+            return self._update(rec, state=sec.FAILED, error=f"sector is {state} on chain")
         seed_height = int(on_chain["seed_height"])
         head = self.chain.head().height
         if head < seed_height:
@@ -278,6 +284,9 @@ class Sealer:
                                          timeout=SECONDS_PER_BLOCK * (seed_height - head + 1))
         view = self.chain.view()
         seed = view.porep_seed(self.me, rec.sector)
+        if seed is None:
+            raise StepFailed(f"no PoRep seed for sector {rec.sector} at height "
+                             f"{view.head().height} (seed height {seed_height})")
         rid = view.replica_id(self.me, rec.sector)
         profile = self.profile()
         path = self.pieces.path(rec.comm_d)

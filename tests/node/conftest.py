@@ -20,7 +20,7 @@ from tests.node.market_env import Env, market_env
 
 # Small deals (16-64 KiB sectors), prices and collateral in real units.
 SEAL_MARKET = MarketConfig(price_per_gib_epoch=1 << 20, capacity_bytes=1 << 20,
-                           min_duration=40, max_duration=2000, collateral=1 << 30,
+                           min_duration=200, max_duration=2000, collateral=1 << 30,
                            max_deal_bytes=64 << 10, min_start_delay=20, publish_timeout=10)
 
 
