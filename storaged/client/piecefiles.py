@@ -14,10 +14,12 @@ from pathlib import Path
 import blake3
 import trio
 
-from storaged.data.piece import commitment_of_file
+from proofs import merkle
+from storaged.data.piece import commitment_of_file, padded_size
 from storaged.errors import LocalBugError, NotFound, ResourceError
 
 HASH_BLOCK = 1 << 20
+COMM_D_CHUNK = 1 << 20  # leaves per subtree: 32 Ki leaves of 32 bytes (a power of two)
 
 
 class PieceFiles:
@@ -66,7 +68,7 @@ class PieceFiles:
         self.close()
         out = []
         for path in self.paths:
-            comm_d, padded = commitment_of_file(path)
+            comm_d, padded = streamed_comm_d(path)
             digest = _blake3_file(path)
             self._by_key[comm_d] = path
             out.append((comm_d, padded, digest))
@@ -97,6 +99,44 @@ class PieceFiles:
         if self.on_read is not None:
             self.on_read(len(data))
         return data
+
+
+def _subtree_root(chunk: bytes | bytearray) -> bytes:
+    return merkle.merkle_root(chunk, merkle.merkle_tree(chunk))
+
+
+def streamed_comm_d(path: Path) -> tuple[bytes, int]:
+    """``(comm_d, padded size)`` of the piece in ``path``, equal to
+    :func:`storaged.data.piece.commitment_of_file` but in O(COMM_D_CHUNK) memory.
+
+    The comm_d tree is binary over 32-byte leaves with one node function at every level, and
+    the padded size and the chunk are powers of two; so the root is the tree over the roots
+    of the aligned chunks (zero chunks past the data share one precomputed root).
+
+    Raises:
+        ResourceError: the file cannot be read.
+    """
+    try:
+        length = path.stat().st_size
+        padded = padded_size(length)
+        if padded <= COMM_D_CHUNK:
+            return commitment_of_file(path)
+        roots = bytearray()
+        zero_root: bytes | None = None
+        with path.open("rb") as f:
+            for _ in range(padded // COMM_D_CHUNK):
+                chunk = f.read(COMM_D_CHUNK)
+                if not chunk:
+                    if zero_root is None:
+                        zero_root = _subtree_root(bytes(COMM_D_CHUNK))
+                    roots += zero_root
+                    continue
+                if len(chunk) < COMM_D_CHUNK:
+                    chunk += bytes(COMM_D_CHUNK - len(chunk))
+                roots += _subtree_root(chunk)
+    except OSError as exc:
+        raise ResourceError(f"cannot read piece {path}: {exc}") from exc
+    return _subtree_root(roots), padded
 
 
 def _blake3_file(path: Path) -> bytes:
