@@ -74,6 +74,10 @@ def chain_sector(chain: ChainAccess, provider: bytes, number: int) -> dict[str, 
 
 def _seal_into(piece: Path, size: int, rid: bytes, layers: int,
                out: memoryview) -> proofs_seal.Commitments:
+    if not piece.exists():
+        # Checked here, not left to the open below: write_replica reports OSErrors as
+        # errors of the replica's disk, and a missing piece is not one.
+        raise NotFound(f"unsealed piece {piece.name[:16]} is not on disk")
     with map_file(piece) as data:
         if len(data) != size:
             raise IntegrityError(f"piece file is {len(data)} bytes, the deal says {size}")
@@ -231,11 +235,8 @@ class Sealer:
         layers = self.profile().layers
 
         def work() -> proofs_seal.Commitments:
-            try:
-                comms = self.store.write_replica(
-                    rec.sector, rec.size, lambda out: _seal_into(path, rec.size, rid, layers, out))
-            except FileNotFoundError:
-                raise NotFound(f"piece {rec.comm_d.hex()[:16]} is not on disk") from None
+            comms = self.store.write_replica(
+                rec.sector, rec.size, lambda out: _seal_into(path, rec.size, rid, layers, out))
             if comms.comm_d != rec.comm_d:
                 self.store.remove_replica(rec.sector)
                 raise IntegrityError(f"piece of sector {rec.sector} does not match its comm_d")

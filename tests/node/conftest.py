@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import trio
+from prometheus_client import CollectorRegistry
 
 from storaged.config import Config, MarketConfig, ProofsConfig, StorageConfig
 from tests.node.market_env import Env, market_env
@@ -35,16 +36,21 @@ class SealingEnv:
     sealer: Any = None
     prover: Any = None
     scope: trio.CancelScope | None = None
+    metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     async def start(self) -> None:
-        """Start (or restart, on the same LevelDB and sector files) sealer and prover."""
+        """Start (or restart, on the same LevelDB and sector files) sealer and prover; a
+        restart gets a fresh metrics registry, as a new process would."""
         from storaged.node.proving import Prover
         from storaged.node.sealing import Sealer
 
         env = self.env
+        self.metrics = CollectorRegistry()
         self.sealer = Sealer(env.kv, env.chain, env.provider_key, self.home, self.config,
-                             pieces=env.market.pieces)
-        self.prover = Prover(env.kv, env.chain, env.provider_key, self.home, self.config)
+                             pieces=env.market.pieces, sender=env.market.sender,
+                             metrics=self.metrics)
+        self.prover = Prover(env.kv, env.chain, env.provider_key, self.home, self.config,
+                             sender=env.market.sender, metrics=self.metrics)
         env.market.enqueue = self.sealer.enqueue
         scope_ready = trio.Event()
 

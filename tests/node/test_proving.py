@@ -3,6 +3,7 @@ real chain rules and real proofs."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -43,6 +44,9 @@ async def test_posts_keep_the_deal_active_and_pay_the_provider(tmp_path: Path) -
         status = s.prover.proving_status()
         assert status["posts_ok"] >= 2
         assert [x["sector"] for x in status["sectors"]] == [rec.sector]
+        assert json.loads(json.dumps(status))["sectors"][0]["last_post"]["ok"] is True
+        assert s.metrics.get_sample_value("storaged_posts_ok_total") == s.prover.ok_count
+        assert s.metrics.get_sample_value("storaged_posts_missed_total") == 0
 
 
 async def test_a_corrupted_replica_is_declared_then_recovered(tmp_path: Path) -> None:
@@ -83,3 +87,27 @@ async def test_a_lost_replica_is_declared_before_its_window(tmp_path: Path) -> N
         await s.until(lambda: s.sealer.store.require(rec.sector).state == sec.ACTIVE
                       and s.sealer.store.has_replica(rec.sector, rec.size), seconds=60)
         assert s.prover.missed_count == 0
+
+
+async def test_without_the_unsealed_piece_a_fault_stays_declared(tmp_path: Path) -> None:
+    """Bit rot in the replica AND the unsealed piece gone: the fault is declared, recovery
+    fails with its reason recorded, and no PoSt is sent for the sector."""
+    async with sealing_env(tmp_path, scrub_interval=1) as s:
+        rec = await activated(s, os.urandom(20_000))
+        me = bytes(s.env.provider_key.verify_key)
+        s.env.market.pieces.path(rec.comm_d).unlink()
+        overwrite(s.sealer.store.replica_path(rec.sector), 100, b"\x00" * 64)
+        await s.until(lambda: any(e["event"] == "recovery_failed"
+                                  for e in s.sealer.store.events(rec.sector)), seconds=30)
+        assert s.sealer.store.require(rec.sector).state == sec.FAULTY
+        assert s.env.chain.view().sector(me, rec.sector)["state"] == "FAULTY"
+        failed = [e for e in s.sealer.store.events(rec.sector) if e["event"] == "recovery_failed"]
+        assert "not on disk" in failed[0]["reason"]
+        # Let the sector's current window close (or a full period pass): still no proof.
+        proofs_sent = s.prover.ok_count
+        head = s.env.chain.head().height
+        due = s.env.chain.view().post_due(me, head)
+        until = due[0].close if due else head + 12
+        await s.until(lambda: s.env.chain.head().height >= until, seconds=30)
+        assert s.prover.ok_count == proofs_sent  # nothing was proven for a bad replica
+        assert s.sealer.store.require(rec.sector).state == sec.FAULTY

@@ -3,6 +3,7 @@ precommit → seed → PoRep → provecommit → deal ACTIVE; and a restart mid-
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -54,7 +55,10 @@ async def test_a_pushed_piece_is_sealed_and_its_deal_activated(tmp_path: Path) -
         assert [b["sector"] for b in tx_kinds(s, "provecommit_sector")] == [rec.sector]
         jobs = s.sealer.sealing_jobs()["jobs"]
         assert jobs == []  # nothing left in the pipeline
-        assert s.sealer.snapshot()[0]["state"] == sec.ACTIVE
+        snap = json.loads(json.dumps(s.sealer.snapshot()))
+        assert snap[0]["state"] == sec.ACTIVE and snap[0]["comm_r"] == rec.comm_r.hex()
+        assert s.metrics.get_sample_value("storaged_sectors_sealed_total") == 1
+        assert s.metrics.get_sample_value("storaged_sectors_activated_total") == 1
 
 
 async def test_restart_between_precommit_and_provecommit_resumes(tmp_path: Path) -> None:
@@ -69,6 +73,9 @@ async def test_restart_between_precommit_and_provecommit_resumes(tmp_path: Path)
         me = bytes(s.env.provider_key.verify_key)
         assert s.env.chain.view().deal(deal_id)["state"] == "PUBLISHED"
         assert s.env.chain.view().sector(me, rec.sector) is not None
+        # Worse: the crash came after the precommit committed but before the local record
+        # said so.  The resumed job must find it on chain instead of sending it again.
+        s.sealer.store.update(rec, state=sec.SEALED)
         await s.start()  # new Sealer and Prover on the same LevelDB and sector files
         done = await s.until(lambda: (r := s.sealer.store.require(rec.sector)).state
                              in (sec.ACTIVE, sec.FAILED) and r, seconds=60)
