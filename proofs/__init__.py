@@ -8,6 +8,7 @@ fallback to the slow path.
 
 from __future__ import annotations
 
+import importlib
 import os
 from types import ModuleType
 
@@ -19,14 +20,16 @@ __all__ = ["BACKEND", "ProofError", "ProofInvalid", "impl", "native", "reference
 
 def _load_native() -> ModuleType:
     try:
-        from proofs import _native
+        # importlib, not `from proofs import _native`: the extension has no stub, and mypy
+        # (strict) would see an unknown attribute and an Any-typed module.
+        mod: ModuleType = importlib.import_module("proofs._native")
     except ImportError as exc:  # pragma: no cover - exercised only on a broken build
         raise ImportError(
             "proofs C extension is not built: run `make test` (or `pip install -e .`) to "
             "compile it, or set STORAGED_PROOFS_BACKEND=python to use the slow twin"
         ) from exc
-    _native.set_error_class(ProofError)
-    return _native
+    mod.set_error_class(ProofError)
+    return mod
 
 
 _requested = os.environ.get("STORAGED_PROOFS_BACKEND", "c")
