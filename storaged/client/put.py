@@ -141,6 +141,9 @@ class _Escrow:
 def _check_source(path: Path) -> None:
     if not path.is_file():
         raise UserError(f"{path} is not a readable file")
+    if path.stat().st_size == 0:
+        # A piece of zero bytes has nothing to push (the providers' piece store expects data).
+        raise UserError(f"{path} is empty: there is nothing to store")
 
 
 async def choose_candidates(light: LightNode, *, size: int, opts: PutOptions) -> list[Ask]:
@@ -204,7 +207,7 @@ async def put_file(light: LightNode, path: Path, opts: PutOptions, *,
     """Put ``path`` on n providers; return the capability and deals.
 
     Raises:
-        UserError: the file is not readable, bad k/n, or funds do not cover the deals.
+        UserError: the file is not readable or empty, bad k/n, or funds do not cover the deals.
         PutFailed: not enough providers accepted and took their piece (each named with why).
         ChainError / RemoteError: the chain refused or could not be reached.
         ResourceError: the temp piece files could not be written.
