@@ -2,11 +2,13 @@
 
 On every committed head the prover asks the chain what is due (``view.post_due(me, height)``:
 sector, deal, period, window ``[open, close)``, challenge indices) and, for each entry not yet
-proven, maps the replica read-only, builds the PoSt in a worker thread
-(``proofs.seal.prove_post``) and checks that it opens against the sector's ``comm_r_last``
-before sending it.  All proofs of one head go in ONE ``submit_post`` tx.  A proof is sent as
-soon as its window opens; if the tx is refused or not committed, the entry is proven again on
-the next head while the window is open (the margin is the rest of the window).
+proven, maps the replica and its stored Merkle tree read-only and builds the PoSt in a worker
+thread from the challenged leaves and their paths only (:func:`build_post`, byte-identical to
+``proofs.seal.prove_post``, which would re-hash the whole sector), checking every opening
+against the sector's ``comm_r_last`` before sending it.  All proofs of one head go in ONE
+``submit_post`` tx.  A proof is sent as soon as its window opens; if the tx is refused or
+not committed, the entry is proven again on the next head while the window is open (the
+margin is the rest of the window).
 
 A replica that does not open (missing, truncated, corrupted) is declared faulty at once
 (:func:`storaged.node.scrub.declare_fault`); the scrubber recovers it.  ``[proofs]
@@ -28,8 +30,9 @@ import nacl.signing
 import trio
 from prometheus_client import CollectorRegistry, Counter
 
-from proofs import seal as proofs_seal
+from proofs import merkle
 from proofs.errors import ProofError
+from proofs.reference import post as post_ref
 from storaged.chain.access import ChainAccess, NotCommitted, TxSender
 from storaged.chain.errors import ChainError
 from storaged.config import Config
@@ -37,15 +40,62 @@ from storaged.errors import IntegrityError, NotFound
 from storaged.node import sectors as sec
 from storaged.node.scrub import check_replica, declare_fault
 from storaged.node.sealing import SECTORS_DIR
-from storaged.node.sectors import PostOutcome, Sector, SectorStore
+from storaged.node.sectors import PostOutcome, Sector, SectorStore, tree_drop
 from storaged.store.kv import KV
 
 log = logging.getLogger(__name__)
 
 TX_TIMEOUT = 60.0
 HEAD_TIMEOUT = 120.0
-_ROOT_AT = slice(44, 76)
-"""Where ``comm_r_last`` sits in a PoSt proof (post format v1: magic, version, count, comm_c)."""
+
+
+def build_post(leaves: memoryview, tree: memoryview, drop: int, comm_c: bytes,
+               comm_r_last: bytes, challenges: list[int]) -> bytes | None:
+    """PoSt proof (post format v1, byte-identical to ``proofs.seal.prove_post``) from the
+    mapped replica and its stored tree: reads only the challenged subtrees and paths.
+    None when the openings do not verify against ``comm_r_last`` (bad replica or tree).
+
+    Raises:
+        ProofError: sizes or challenge indices out of range.
+    """
+    n = len(leaves) // 32
+    depth = merkle.depth(n)
+    paths = merkle.merkle_paths(leaves, tree, drop, challenges)
+    values = b"".join(bytes(leaves[32 * c : 32 * c + 32]) for c in challenges)
+    if not merkle.merkle_verify_paths(comm_r_last, n, challenges, values, paths):
+        return None
+    out = [post_ref.PROOF_MAGIC, bytes([post_ref.PROOF_VERSION, depth, 0, 0]),
+           len(challenges).to_bytes(4, "little"), comm_c, comm_r_last]
+    step = 32 * depth
+    for j in range(len(challenges)):
+        out += [values[32 * j : 32 * j + 32], paths[step * j : step * (j + 1)]]
+    return b"".join(out)
+
+
+def prove_from_store(store: SectorStore, sector: int, size: int, comm_c: bytes,
+                     comm_r_last: bytes, challenges: list[int]) -> bytes | None:
+    """Build a PoSt for ``sector`` from its replica and stored tree; a missing or
+    inconsistent tree is rebuilt from the replica once.  None: the replica itself does not
+    match ``comm_r_last``.  Blocking: run in a worker thread.
+
+    Raises:
+        NotFound: the replica is missing.
+        IntegrityError: the replica has the wrong size.
+        ResourceError: the tree could not be rewritten.
+    """
+    drop = tree_drop(size)
+    with store.open_replica(sector, size) as leaves:
+        try:
+            with store.open_tree(sector, size) as tree:
+                proof = build_post(leaves, tree, drop, comm_c, comm_r_last, challenges)
+            if proof is not None:
+                return proof
+        except (NotFound, IntegrityError):
+            pass  # derived data: rebuild below
+    if store.write_tree(sector, size) != comm_r_last:
+        return None
+    with store.open_replica(sector, size) as leaves, store.open_tree(sector, size) as tree:
+        return build_post(leaves, tree, drop, comm_c, comm_r_last, challenges)
 
 
 def _due_fields(due: Any) -> tuple[int, int, int, int, list[int]]:
@@ -138,18 +188,18 @@ class Prover:
             return None
         if rec.state == sec.FAULTY:
             return None  # declared; the scrubber is re-sealing it
-        comm_c = rec.comm_c
+        comm_c, comm_r_last = rec.comm_c, rec.comm_r_last
 
-        def work() -> bytes:
-            with self.store.open_replica(number, rec.size) as m:
-                return proofs_seal.prove_post(m, comm_c, challenges)
+        def work() -> bytes | None:
+            return prove_from_store(self.store, rec.sector, rec.size, comm_c, comm_r_last,
+                                    challenges)
 
         try:
             proof = await trio.to_thread.run_sync(work)
         except (NotFound, IntegrityError, ProofError, OSError) as exc:
             await self._fault(rec, f"PoSt period {period}: {exc}", height)
             return None
-        if proof[_ROOT_AT] != rec.comm_r_last:
+        if proof is None:
             await self._fault(rec, f"PoSt period {period}: replica does not open against "
                                    "comm_r_last", height)
             return None

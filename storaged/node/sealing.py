@@ -240,6 +240,9 @@ class Sealer:
             if comms.comm_d != rec.comm_d:
                 self.store.remove_replica(rec.sector)
                 raise IntegrityError(f"piece of sector {rec.sector} does not match its comm_d")
+            if self.store.write_tree(rec.sector, rec.size) != comms.comm_r_last:
+                raise IntegrityError(f"replica of sector {rec.sector} changed on disk while "
+                                     "its tree was built")
             return comms
 
         async with self.limiter:

@@ -5,6 +5,10 @@ One deal is sealed into one sector.  Files under ``home/sectors/``:
 - ``<n>.replica``: the sealed replica of sector ``n`` (exactly the deal size), written to
   ``<n>.replica.tmp``, fsynced, renamed, and the directory fsynced, so a crash leaves either
   the old replica or the new one, never a torn file under the final name.
+- ``<n>.tree``: the replica's Merkle tree (proofs Merkle format v1, rows above
+  ``tree_drop(size)``), written the same way after the replica; a PoSt reads only the
+  challenged leaves' subtrees and paths from the two maps instead of re-hashing the sector.
+  It is derived data: missing or wrong, it is rebuilt from the replica.
 
 Job record v1 (LevelDB key :func:`storaged.store.schema.sector_key`), canonical CBOR::
 
@@ -36,6 +40,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from proofs import merkle
 from storaged.chain import encoding
 from storaged.chain.errors import MalformedEncoding
 from storaged.errors import IntegrityError, LocalBugError, NotFound, ResourceError
@@ -44,6 +49,9 @@ from storaged.store.kv import KV
 
 T = TypeVar("T")
 RECORD_VERSION = 1
+TREE_DROP = 4
+"""Rows of the replica's Merkle tree not stored: the tree file is 1/16 of the sector, and
+opening a leaf for a PoSt rebuilds its 32-leaf subtree (1 KiB of the replica read)."""
 RECEIVED = "RECEIVED"
 SEALED = "SEALED"
 PRECOMMITTED = "PRECOMMITTED"
@@ -149,6 +157,17 @@ class PostOutcome:
     error: str = ""
 
 
+def tree_drop(size: int) -> int:
+    """Rows left out of the stored tree of a ``size``-byte replica (the root row is kept)."""
+    depth = (size // 32).bit_length() - 1
+    return min(TREE_DROP, depth - 1)
+
+
+def tree_size(size: int) -> int:
+    """Bytes of the stored tree of a ``size``-byte replica."""
+    return 32 * (((size // 32) >> tree_drop(size)) - 1)
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -249,13 +268,18 @@ class SectorStore:
     def write_replica(self, sector: int, size: int, fill: Callable[[memoryview], T]) -> T:
         """Durably replace the replica of ``sector``: ``fill`` writes ``size`` bytes into a
         writable map of a temp file, which is then fsynced and renamed over the replica.
-        Returns what ``fill`` returns.  Blocking: call from a worker thread.
+        Returns what ``fill`` returns.  Blocking: call from a worker thread.  The replica's
+        stored tree is removed first (it is rebuilt from the new replica by
+        :meth:`write_tree`).
 
         Raises:
             ResourceError: the disk refused the write (full, read-only, ...).
             Whatever ``fill`` raises (the temp file is removed, the old replica kept).
         """
-        final = self.replica_path(sector)
+        self.tree_path(sector).unlink(missing_ok=True)
+        return self._write_atomic(self.replica_path(sector), size, fill)
+
+    def _write_atomic(self, final: Path, size: int, fill: Callable[[memoryview], T]) -> T:
         tmp = final.with_name(final.name + ".tmp")
         try:
             with open(tmp, "w+b") as f:
@@ -272,11 +296,43 @@ class SectorStore:
             _fsync_dir(self.dir)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise ResourceError(f"cannot write replica of sector {sector}: {exc}") from exc
+            raise ResourceError(f"cannot write {final.name}: {exc}") from exc
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         return result
+
+    def tree_path(self, sector: int) -> Path:
+        """Where the stored Merkle tree of the replica of ``sector`` lives."""
+        return self.dir / f"{sector}.tree"
+
+    def write_tree(self, sector: int, size: int) -> bytes:
+        """Build the replica's Merkle tree (rows above ``tree_drop``) into ``<n>.tree``
+        durably; return the replica's root.  Blocking (C tree builder, GIL released): call
+        from a worker thread.
+
+        Raises:
+            NotFound / IntegrityError: the replica is missing or has the wrong size.
+            ResourceError: the tree could not be written.
+        """
+        drop = tree_drop(size)
+        with self.open_replica(sector, size) as leaves:
+            def fill(out: memoryview) -> bytes:
+                merkle.merkle_tree_into(leaves, out, drop)
+                return merkle.merkle_root(leaves, out, drop)
+
+            return self._write_atomic(self.tree_path(sector), tree_size(size), fill)
+
+    @contextlib.contextmanager
+    def open_tree(self, sector: int, size: int) -> Iterator[memoryview]:
+        """Map the stored tree of ``sector`` read-only.
+
+        Raises:
+            NotFound: no tree file (never built, or removed with its replica).
+            IntegrityError: it has the wrong size.
+        """
+        with self._map(self.tree_path(sector), tree_size(size), "tree") as v:
+            yield v
 
     @contextlib.contextmanager
     def open_replica(self, sector: int, size: int) -> Iterator[memoryview]:
@@ -287,21 +343,26 @@ class SectorStore:
             NotFound: the replica file is missing.
             IntegrityError: it has the wrong size (truncated or overwritten).
         """
+        with self._map(self.replica_path(sector), size, "replica") as v:
+            yield v
+
+    @contextlib.contextmanager
+    def _map(self, path: Path, size: int, what: str) -> Iterator[memoryview]:
         try:
-            f = open(self.replica_path(sector), "rb")  # noqa: SIM115 (closed below)
+            f = open(path, "rb")  # noqa: SIM115 (closed below)
         except FileNotFoundError:
-            raise NotFound(f"replica of sector {sector} is missing") from None
+            raise NotFound(f"{what} {path.name} is missing") from None
         with f:
             actual = os.fstat(f.fileno()).st_size
             if actual != size:
-                raise IntegrityError(f"replica of sector {sector} is {actual} bytes, "
-                                     f"expected {size}")
+                raise IntegrityError(f"{what} {path.name} is {actual} bytes, expected {size}")
             with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as m, memoryview(m) as v:
                 yield v
 
     def remove_replica(self, sector: int) -> None:
-        """Delete the replica of ``sector`` (the deal ended)."""
+        """Delete the replica of ``sector`` and its tree."""
         self.replica_path(sector).unlink(missing_ok=True)
+        self.tree_path(sector).unlink(missing_ok=True)
 
     def has_replica(self, sector: int, size: int) -> bool:
         """Whether a replica file of the right size exists."""
