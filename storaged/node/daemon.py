@@ -21,12 +21,14 @@ the host and the LevelDB, so the home can be reopened at once.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import nacl.signing
 import trio
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -46,6 +48,8 @@ from storaged.net.identity import load_signing_key
 from storaged.net.rpc import Rpc
 from storaged.net.transfer import Transfers
 from storaged.node.market import Market, deal_collateral
+from storaged.node.proving import Prover
+from storaged.node.sealing import Sealer
 from storaged.store.kv import LevelKV
 
 log = logging.getLogger(__name__)
@@ -111,8 +115,8 @@ class Daemon:
         self.chain: ChainAccess | None = None
         self.market: Market | None = None
         self.sender: TxSender | None = None
-        self.sealer: Any = None
-        self.prover: Any = None
+        self.sealer: Sealer | None = None
+        self.prover: Prover | None = None
         self.public_key = b""
         self.registration = "not started"
         self.registered = trio.Event()
@@ -157,10 +161,11 @@ class Daemon:
                     chain = LocalChain(ChainApp(kv, genesis.chain_id), key,
                                        interval=self.block_interval)
                 self.chain = chain
-                self.sender = TxSender(chain, key)
+                self.sender = TxSender(chain, key)  # one per key: nonces never collide
                 market = Market(kv, chain, key, self.config.market, self.home / PIECES_DIR,
                                 peer_id=node.peer_id,
-                                min_free=self.config.storage.min_free_bytes)
+                                min_free=self.config.storage.min_free_bytes,
+                                sender=self.sender)
                 self.market = market
                 market.serve(rpc)
                 transfers.serve_push(market.pieces)
@@ -180,23 +185,32 @@ class Daemon:
             self.kv = None
             kv.close()
 
-    async def _start_sealing(self, nursery: trio.Nursery, key: Any) -> None:
-        """Attach the sealer (market hook) and the prover, when their modules are built."""
-        try:
-            sealing = importlib.import_module("storaged.node.sealing")
-            proving = importlib.import_module("storaged.node.proving")
-        except ImportError as exc:
-            self._parts["sealer"] = self._parts["prover"] = f"not available: {exc}"
-            log.error("sealing/proving not available (%s): deals are taken but not sealed", exc)
-            return
-        if self.market is None or self.chain is None:
+    async def _start_sealing(self, nursery: trio.Nursery, key: nacl.signing.SigningKey) -> None:
+        """Attach the sealer (the market's enqueue hook, deal -> sector lookup) and start it
+        and the prover, sharing the daemon's TxSender and metrics registry."""
+        market, chain, kv = self.market, self.chain, self.kv
+        if market is None or chain is None or kv is None:
             raise LocalBugError("sealing wired before the market")
-        sealer = sealing.Sealer(self.kv, self.chain, key, self.home, self.config,
-                                pieces=self.market.pieces, metrics=self.metrics)
-        prover = proving.Prover(self.kv, self.chain, key, self.home, self.config,
-                                metrics=self.metrics)
+        if importlib.util.find_spec("storaged.chain.view") is None:
+            # The chain's sector rules and reads (contracts section 1) are not in this build:
+            # take deals and store pieces, but say plainly that nothing is sealed or proven.
+            why = "not available: the chain has no sector rules (storaged.chain.view)"
+            self._parts["sealer"] = self._parts["prover"] = why
+            log.error("sealing and proving %s; deals are taken but not sealed", why)
+            return
+        sealer = Sealer(kv, chain, key, self.home, self.config, pieces=market.pieces,
+                        metrics=self.metrics, sender=self.sender)
+        prover = Prover(kv, chain, key, self.home, self.config, metrics=self.metrics,
+                        sender=self.sender)
         self.sealer, self.prover = sealer, prover
-        self.market.enqueue = sealer.enqueue
+        market.enqueue = sealer.enqueue
+
+        def sector_of(deal_id: int) -> dict[str, Any] | None:
+            rec = sealer.store.by_deal(deal_id)
+            return None if rec is None else {"sector": rec.sector, "state": rec.state,
+                                             "error": rec.error}
+
+        market.sector_of = sector_of
         await nursery.start(sealer.run)
         await nursery.start(prover.run)
         self._parts["sealer"] = self._parts["prover"] = "running"
@@ -309,18 +323,17 @@ class Daemon:
         """``{"sectors": [...]}`` from the sealer (empty, with the reason, when sealing is not
         available)."""
         self._running()
-        snapshot = getattr(self.sealer, "snapshot", None)
-        if snapshot is None:
+        if self.sealer is None:
             return {"sectors": [], "reason": self._parts.get("sealer", "not started")}
-        return {"sectors": list(snapshot())}
+        return {"sectors": self.sealer.snapshot(),
+                "jobs": len(self.sealer.sealing_jobs()["jobs"])}
 
     def proving(self) -> dict[str, Any]:
         """The prover's schedule and recent PoSt results."""
         self._running()
-        snapshot = getattr(self.prover, "snapshot", None)
-        if snapshot is None:
+        if self.prover is None:
             return {"available": False, "reason": self._parts.get("prover", "not started")}
-        return dict(snapshot())
+        return self.prover.proving_status()
 
     def wallet(self) -> dict[str, Any]:
         """This provider's account: balance, free escrow, locked escrow, nonce, listing."""

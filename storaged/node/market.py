@@ -149,6 +149,8 @@ class Market:
         self.peer_id = peer_id
         self.config = config
         self.enqueue = enqueue
+        self.sector_of: Callable[[int], dict[str, Any] | None] | None = None
+        """Set by the daemon: the sealer's view of a deal's sector (number, state, error)."""
         self.sender = sender if sender is not None else TxSender(chain, key)
         self.pieces = PieceStore(pieces_dir, kv, self, min_free=min_free)
         self.manifests = ManifestStore(kv, self.is_my_deal)
@@ -433,9 +435,15 @@ class Market:
             raise NotFound(f"deal {deal_id} is not a deal of this provider")
         on_chain = self.chain_deal(deal_id)
         piece = deal.proposal["piece"]
-        return {"deal": deal_id, "state": deal.state, "reason": deal.reason,
+        sector = self.sector_of(deal_id) if self.sector_of is not None else None
+        state, reason = deal.state, deal.reason
+        if sector is not None and deal.state == SEALING:
+            state = f"sector_{sector['state'].lower()}"  # the sealer's step, e.g. sector_active
+            reason = sector.get("error") or reason
+        return {"deal": deal_id, "state": state, "reason": reason,
                 "received": self.pieces.partial_length(piece), "size": deal.proposal["size"],
-                "sector": None, "chain_state": on_chain["state"] if on_chain else None}
+                "sector": None if sector is None else sector["sector"],
+                "chain_state": on_chain["state"] if on_chain else None}
 
     # -- PieceDeals (for the piece store) -------------------------------------------------------
 

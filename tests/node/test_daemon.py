@@ -62,6 +62,9 @@ async def test_daemon_serves_ask_registers_and_stops_cleanly(
             assert status["chain_id"] == CHAIN and status["height"] > 0
             assert status["deals"] == {}
             assert daemon.deals() == {"deals": []}
+            assert daemon.sectors()["sectors"] == []
+            proving = daemon.proving()
+            assert proving.get("available") is True or "not available" in proving["reason"]
             text = generate_latest(daemon.metrics).decode()
             assert "storaged_free_bytes 1.048576e+06" in text
             assert "storaged_chain_height" in text
