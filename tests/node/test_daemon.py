@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import nacl.signing
 import pytest
 import trio
 from prometheus_client import generate_latest
 
+from storaged.chain.access import TxSender
+from storaged.chain.deals import sign_proposal
 from storaged.chain.genesis import GENESIS_FILE, Genesis, write_genesis
 from storaged.chain.providers import Provider
 from storaged.config import Config, MarketConfig, NodeConfig, StorageConfig
+from storaged.data.piece import commitment_of
 from storaged.errors import ConfigError, UserError
 from storaged.net.host import Node
 from storaged.net.host import NodeConfig as HostConfig
 from storaged.net.identity import load_signing_key, peer_id_of
 from storaged.net.rpc import DEAL, Rpc
+from storaged.net.transfer import Transfers
 from storaged.node.daemon import Daemon
-from tests.node.market_env import receipt_shim
+from storaged.node.market import deal_collateral, deal_price
+from tests.node.market_env import MemorySource, receipt_shim
 
 CHAIN = "storaged-daemon-test"
 
@@ -115,4 +122,62 @@ async def test_daemon_on_the_networked_chain_as_the_genesis_validator(
         assert daemon.kv is not None
         on_chain = load_provider(StateOverlay(daemon.kv), pk)
         assert on_chain is not None and on_chain.addrs == daemon.node.addrs
+        nursery.cancel_scope.cancel()
+
+
+async def _deal_and_push(daemon: Daemon, client: Node, data: bytes,
+                         client_key: nacl.signing.SigningKey) -> tuple[int, bytes]:
+    """As a client: escrow, propose through the deal protocol, push the piece."""
+    assert daemon.node is not None and daemon.chain is not None and daemon.market is not None
+    await TxSender(daemon.chain, client_key).send_and_wait(
+        "escrow_deposit", {"amount": 10**9}, timeout=20)
+    comm_d, size = commitment_of(data)
+    c = daemon.market.config
+    start = daemon.chain.head().height + c.min_start_delay + 10
+    proposal = {"piece": comm_d, "size": size, "client": bytes(client_key.verify_key),
+                "provider": daemon.public_key, "price": deal_price(c.price_per_gib_epoch, size),
+                "start": start, "end": start + c.min_duration,
+                "collateral": deal_collateral(c.collateral, size)}
+    answer = await Rpc(client).request(daemon.node.peer_id, DEAL, {
+        "op": "propose", "proposal": proposal,
+        "client_sig": sign_proposal(client_key, CHAIN, proposal)}, timeout=20)
+    source = MemorySource()
+    source.objects[comm_d] = data
+    await Transfers(client).push(daemon.node.peer_id, comm_d, source)
+    return int(answer["deal"]), comm_d
+
+
+def _client_home(home: Path) -> tuple[Config, nacl.signing.SigningKey, bytes]:
+    client_key = nacl.signing.SigningKey(bytes([0x77]) * 32)
+    pk = bytes(load_signing_key(home).verify_key)
+    write_genesis(home / GENESIS_FILE, Genesis(CHAIN, 1_700_000_000, allocations={
+        pk: 10**12, bytes(client_key.verify_key): 10**12}))
+    cfg = Config(node=NodeConfig(chain_id=CHAIN),
+                 market=MarketConfig(min_start_delay=5, min_duration=50),
+                 storage=StorageConfig(min_free_bytes=0))
+    return cfg, client_key, pk
+
+
+async def test_daemon_takes_a_deal_and_a_piece_from_a_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    receipt_shim(monkeypatch)
+    cfg, client_key, _ = _client_home(tmp_path / "p3")
+    daemon = Daemon(tmp_path / "p3", cfg, chain_mode="local", block_interval=0.05)
+    data = os.urandom(50_000)
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(60):
+            await nursery.start(daemon.run)
+            client = Node(HostConfig())
+            await nursery.start(client.run)
+            assert daemon.node is not None
+            await client.connect(daemon.node.addrs[0])
+            deal_id, comm_d = await _deal_and_push(daemon, client, data, client_key)
+        (deal,) = daemon.deals()["deals"]
+        assert (deal["deal"], deal["piece"], deal["received"]) == (deal_id, comm_d.hex(), 50_000)
+        assert deal["chain_state"] == "PUBLISHED"
+        assert daemon.status()["pieces"]["pieces"] == 1
+        text = generate_latest(daemon.metrics).decode()
+        assert 'storaged_transfer_bytes_total{direction="in"} 50000.0' in text
+        assert 'storaged_deals{state=' in text
         nursery.cancel_scope.cancel()
