@@ -3,7 +3,7 @@
 The byte formats and the normative algorithms are in ``proofs.reference.{graph,sealing,porep,
 post}``; this module runs the hot parts (labelling, Merkle trees) in C and produces results
 bit-identical to the twin (the tests compare them).  PoRep verification runs in C
-(``sd_porep_verify``); PoSt verification is a handful of Merkle paths and runs the twin's check.
+(``sd_porep_verify``), and so do PoSt challenges and verification (``sd_post_verify``).
 Bad parameters raise ProofError; a bad proof makes ``verify_*`` return False.
 
 Every function that can run long releases the GIL (the C labelling and tree building do), so
@@ -39,9 +39,6 @@ __all__ = [
 ]
 
 porep_challenges = _porep.porep_challenges
-post_challenges = _post.post_challenges
-verify_post = _post.verify_post
-verify_post_batch = _post.verify_post_batch
 
 
 def _native() -> object:
@@ -151,6 +148,38 @@ def verify_porep(
     chals = porep_challenges(seed, sector, k, n_nodes)
     ok: bool = _native().porep_verify(comm_d, comm_r, rid, n_nodes, layers, chals, proof)  # type: ignore[attr-defined]
     return ok
+
+
+def post_challenges(randomness: bytes, sector: int, k: int, n_nodes: int) -> list[int]:
+    """Return the k challenged replica leaves of ``sector`` (C twin of the reference).
+
+    Raises ProofError if randomness is not 32 bytes or n_nodes not a power of two >= 2.
+    """
+    out: list[int] = _native().post_challenges(randomness, sector, k, n_nodes)  # type: ignore[attr-defined]
+    return out
+
+
+def verify_post(
+    comm_r: bytes, sector: int, randomness: bytes, k: int, n_nodes: int, proof: bytes
+) -> bool:
+    """Return whether ``proof`` (post format v1) opens the challenged leaves behind comm_r.
+
+    Runs in C with the GIL released.  Raises ProofError on bad parameters (randomness not
+    32 bytes, n_nodes not a power of two >= 2); any defect of the proof returns False.
+    """
+    ok: bool = _native().verify_post(comm_r, sector, randomness, k, n_nodes, proof)  # type: ignore[attr-defined]
+    return ok
+
+
+def verify_post_batch(
+    items: Sequence[tuple[bytes, int, bytes]], randomness: bytes, k: int, n_nodes: int
+) -> list[bool]:
+    """Verify many sectors' proofs of one window: items are (comm_r, sector, proof).
+
+    One C call with the GIL released for the whole batch; raises like ``verify_post``.
+    """
+    out: list[bool] = _native().verify_post_batch(list(items), randomness, k, n_nodes)  # type: ignore[attr-defined]
+    return out
 
 
 def prove_post(

@@ -58,7 +58,8 @@ static PyMethodDef base_methods[] = {
 };
 
 /* Every topic's table; add a new binding_*.c table here and in binding.h. */
-static PyMethodDef *const tables[] = {base_methods, sd_merkle_methods, sd_seal_methods};
+static PyMethodDef *const tables[] = {base_methods, sd_merkle_methods, sd_seal_methods,
+                                            sd_post_methods};
 
 static PyMethodDef all_methods[256];
 

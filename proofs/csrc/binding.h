@@ -12,6 +12,7 @@ PyObject *sd_raise_proof_error(const char *msg);
 
 /* NULL-terminated method tables, one per topic, concatenated by binding.c. */
 extern PyMethodDef sd_merkle_methods[]; /* binding_merkle.c: BLAKE3 and Merkle trees */
-extern PyMethodDef sd_seal_methods[];   /* binding_seal.c: sealing, PoRep, PoSt */
+extern PyMethodDef sd_seal_methods[];   /* binding_seal.c: sealing, PoRep */
+extern PyMethodDef sd_post_methods[];   /* binding_post.c: PoSt challenges and verification */
 
 #endif
