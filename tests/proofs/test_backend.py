@@ -13,13 +13,17 @@ from proofs import reference
 
 def test_backend_is_c_unless_python_requested() -> None:
     expected = os.environ.get("STORAGED_PROOFS_BACKEND", "c")
-    assert proofs.BACKEND == expected
+    assert expected == proofs.BACKEND
     if expected == "c":
         assert proofs.native is not None
         assert proofs.impl is proofs.native
 
 
-@given(st.binary(max_size=300).flatmap(lambda a: st.tuples(st.just(a), st.binary(min_size=len(a), max_size=len(a)))))
+@given(
+    st.binary(max_size=300).flatmap(
+        lambda a: st.tuples(st.just(a), st.binary(min_size=len(a), max_size=len(a)))
+    )
+)
 def test_xor_matches_twin(pair: tuple[bytes, bytes]) -> None:
     a, b = pair
     assert proofs.xor_bytes(a, b) == reference.xor_bytes(a, b)

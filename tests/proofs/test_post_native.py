@@ -32,8 +32,12 @@ def _proof(sector: int) -> bytes:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.binary(min_size=32, max_size=32), st.integers(0, 2**64 - 1), st.integers(0, 40),
-       st.integers(1, 40))
+@given(
+    st.binary(min_size=32, max_size=32),
+    st.integers(0, 2**64 - 1),
+    st.integers(0, 40),
+    st.integers(1, 40),
+)
 def test_challenges_equal_twin(rand: bytes, sector: int, k: int, depth: int) -> None:
     n = 1 << depth
     assert S.post_challenges(rand, sector, k, n) == ref.post_challenges(rand, sector, k, n)
