@@ -178,3 +178,24 @@ def test_put_get_ls_deals_status_wallet_through_the_cli(tmp_path: Path,
     assert json.loads(out)["escrow"] == after["escrow"] + 1000
     code, out = _cli(home, peers, "wallet", "withdraw", str(10**15))
     assert code != 0 and "error:" in out
+
+
+def test_human_output_tables_and_progress(tmp_path: Path, network: tuple[Path, str]) -> None:
+    home, peers = network
+    src = tmp_path / "notes.txt"
+    src.write_bytes(b"some notes\n" * 5000)
+    code, out = _cli(home, peers, "put", str(src))
+    assert code == 0, out
+    caps = [line for line in out.splitlines() if line.startswith("storage://")]
+    assert len(caps) == 1 and "#" in caps[0]
+    got = tmp_path / "notes.out"
+    code, out = _cli(home, peers, "get", caps[0], "-o", str(got))
+    assert code == 0, out
+    assert got.read_bytes() == src.read_bytes()
+    assert f"wrote {src.stat().st_size} bytes" in out
+    for args in (["ls"], ["deals"], ["wallet"], ["status", caps[0]]):
+        code, out = _cli(home, peers, *args)
+        assert code == 0, (args, out)
+        assert "PUBLISHED" in out or args[0] in ("ls", "wallet"), (args, out)
+    code, out = _cli(home, peers, "ls")
+    assert "notes.txt" in out
