@@ -67,12 +67,13 @@ class MarketConfig:
 @dataclasses.dataclass(frozen=True)
 class ProofsConfig:
     """[proofs]: the proof profile: devnet, small or default; ``seal_workers`` labellings
-    (seal, PoRep proof, re-seal) at once, each busy on one core; ``post_margin`` blocks before
+    (seal, PoRep proof, re-seal) at once, each busy on one core (0: one per core of this
+    machine); ``post_margin`` blocks before
     a sector's PoSt window opens at which the scrubber re-checks its replica, so a bad one is
     declared faulty before the window instead of being caught missing the proof."""
 
     profile: str = "devnet"
-    seal_workers: int = 1
+    seal_workers: int = 0
     post_margin: int = 5
 
 
@@ -136,7 +137,7 @@ _RANGES: dict[tuple[str, str], tuple[int, int]] = {
     ("market", "max_deal_bytes"): (4096, 2**63 - 1),
     ("market", "min_start_delay"): (1, 2**32),
     ("market", "publish_timeout"): (1, 25),  # below the deal protocol's 30 s handler limit
-    ("proofs", "seal_workers"): (1, 256),
+    ("proofs", "seal_workers"): (0, 256),
     ("proofs", "post_margin"): (0, 2**32),
     ("storage", "min_free_bytes"): (0, 2**63 - 1),
     ("storage", "scrub_interval"): (1, 2**63 - 1),

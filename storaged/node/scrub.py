@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 TX_TIMEOUT = 60.0
 BLOCK_TIMEOUT = 120.0
 RETRY_BLOCKS = 10
+LIVE_DEAL_STATES = ("PUBLISHED", "ACTIVE")
+"""Chain deal states in which the provider keeps the replica."""
 
 
 async def check_replica(store: SectorStore, rec: Sector) -> str | None:
@@ -132,13 +134,29 @@ class Scrubber:
 
     async def recover_all(self) -> None:
         """Re-seal every FAULTY sector from its unsealed piece (a failed attempt is retried
-        after ``RETRY_BLOCKS`` blocks, not on every block)."""
+        after ``RETRY_BLOCKS`` blocks, not on every block); retire sectors whose deal ended."""
         store = self.sealer.store
         height = self.sealer.chain.head().height
+        view = self.sealer.chain.view()
         for rec in list(store.all()):
+            if rec.state in sec.PROVING:
+                deal = view.deal(rec.deal)
+                state = None if deal is None else deal["state"]
+                if state not in LIVE_DEAL_STATES:
+                    self.retire(rec, f"deal {rec.deal} is {state} on chain", height)
+                    continue
             due = rec.state == sec.FAULTY and self._retry_at.get(rec.sector, 0) <= height
             if due and not await self.recover(rec):
                 self._retry_at[rec.sector] = height + RETRY_BLOCKS
+
+    def retire(self, rec: Sector, reason: str, height: int) -> None:
+        """The deal is over: the sector is DONE and its replica and tree are deleted."""
+        store = self.sealer.store
+        store.remove_replica(rec.sector)
+        store.update(rec, state=sec.DONE, error=reason, updated=height)
+        store.record_event(rec.sector, height, "done", reason)
+        log.info("sector %d retired: %s", rec.sector, reason)
+        self.sealer.notify()
 
     async def recover(self, rec: Sector) -> bool:
         """Re-seal ``rec`` and mark it RECOVERING (the next PoSt recovers it on chain);

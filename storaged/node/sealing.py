@@ -14,7 +14,8 @@ the sealer creates a sector job (:mod:`storaged.node.sectors`) and drives it:
    ``porep_seed``, ``prove_porep`` in a thread, ``provecommit_sector``; ``ACTIVE`` once committed.
 
 Every step is persisted before the next starts, so a restart resumes each job where it was.
-At most ``[proofs] seal_workers`` labellings run at once (each is CPU-bound on one core).
+At most ``[proofs] seal_workers`` labellings run at once (each is CPU-bound on one core;
+the default 0 means one per core).
 A step that fails is retried a few blocks later, up to ``MAX_ATTEMPTS`` times; then the job is
 ``FAILED`` with the reason.  The scrubber (:mod:`storaged.node.scrub`) runs under the sealer
 because recovery is a re-seal.
@@ -23,6 +24,7 @@ because recovery is a re-seal.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -98,7 +100,7 @@ class Sealer:
         self.store = SectorStore(Path(home) / SECTORS_DIR, kv)
         self.pieces = pieces
         self.config = config
-        self.limiter = trio.CapacityLimiter(config.proofs.seal_workers)
+        self.limiter = trio.CapacityLimiter(config.proofs.seal_workers or os.cpu_count() or 1)
         self._nursery: trio.Nursery | None = None
         self._pending: list[int] = []
         self._driving: set[int] = set()

@@ -7,6 +7,7 @@ one-validator LocalChain with genesis funding a client and the provider) with a 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -98,12 +99,15 @@ def overwrite(path: Path, offset: int, data: bytes) -> None:
 
 
 @asynccontextmanager
-async def sealing_env(tmp: Path, *, scrub_interval: int = 3600,
-                      post_margin: int = 3) -> AsyncIterator[SealingEnv]:
-    """A running market, sealer and prover for one provider."""
-    config = Config(market=SEAL_MARKET, proofs=ProofsConfig(post_margin=post_margin),
+async def sealing_env(tmp: Path, *, scrub_interval: int = 3600, post_margin: int = 3,
+                      duration: int | None = None) -> AsyncIterator[SealingEnv]:
+    """A running market, sealer and prover for one provider; deals last ``duration``
+    blocks (default ``SEAL_MARKET.min_duration``)."""
+    market = SEAL_MARKET if duration is None else dataclasses.replace(
+        SEAL_MARKET, min_duration=duration)
+    config = Config(market=market, proofs=ProofsConfig(post_margin=post_margin, seal_workers=1),
                     storage=StorageConfig(scrub_interval=scrub_interval))
-    async with market_env(tmp, SEAL_MARKET) as env, trio.open_nursery() as nursery:
+    async with market_env(tmp, market) as env, trio.open_nursery() as nursery:
         s = SealingEnv(env, tmp / "home", config, nursery)
         await s.start()
         yield s

@@ -111,3 +111,17 @@ async def test_without_the_unsealed_piece_a_fault_stays_declared(tmp_path: Path)
         await s.until(lambda: s.env.chain.head().height >= until, seconds=30)
         assert s.prover.ok_count == proofs_sent  # nothing was proven for a bad replica
         assert s.sealer.store.require(rec.sector).state == sec.FAULTY
+
+
+async def test_a_sector_is_retired_when_its_deal_ends(tmp_path: Path) -> None:
+    async with sealing_env(tmp_path, duration=25) as s:
+        rec = await activated(s, os.urandom(20_000))
+        end = s.env.chain.view().deal(rec.deal)["proposal"]["end"]
+        done = await s.until(lambda: (r := s.sealer.store.require(rec.sector)).state
+                             == sec.DONE and r, seconds=30)
+        assert s.env.chain.head().height >= end
+        assert s.env.chain.view().deal(rec.deal)["state"] == "COMPLETED"
+        assert not s.sealer.store.replica_path(rec.sector).exists()
+        assert not s.sealer.store.tree_path(rec.sector).exists()
+        assert "COMPLETED" in done.error
+        assert s.prover.ok_count >= 2 and s.prover.missed_count == 0
