@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from proofs import seal as proofs_seal
-from storaged.errors import IntegrityError, LocalBugError, NotFound
+from storaged.config import from_mapping
+from storaged.errors import ConfigError, IntegrityError, LocalBugError, NotFound
 from storaged.node import sectors as sec
 from storaged.node.scrub import check_replica
 from storaged.node.sectors import PostOutcome, Sector, SectorStore
@@ -114,3 +115,13 @@ async def test_check_replica_finds_rot_and_loss(tmp_path: Path) -> None:
     reason = await check_replica(store, rec)
     assert reason is not None and "missing" in reason
     kv.close()
+
+
+def test_proofs_config_keys() -> None:
+    cfg = from_mapping({"proofs": {"seal_workers": 3, "post_margin": 0}},
+                       env={"STORAGED_PROOFS_POST_MARGIN": "7"})
+    assert (cfg.proofs.seal_workers, cfg.proofs.post_margin) == (3, 7)
+    assert from_mapping({}).proofs.seal_workers == 0  # one per core
+    for bad in ({"seal_workers": -1}, {"seal_workers": 257}, {"post_margin": "x"}):
+        with pytest.raises(ConfigError, match="proofs"):
+            from_mapping({"proofs": bad})
