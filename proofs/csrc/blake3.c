@@ -119,7 +119,12 @@ const char *sd_b3_backend(void) {
 void sd_b3_compress_cv(const uint32_t cv[8], const uint8_t block[SD_B3_BLOCK_LEN],
                        uint64_t counter, uint32_t block_len, uint32_t flags, uint32_t out[8]) {
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-    if (get_backend() >= B_SSE41) {
+    int b = get_backend();
+    if (b >= B_AVX2) {
+        sd_b3_compress_cv_avx(cv, block, counter, block_len, flags, out);
+        return;
+    }
+    if (b >= B_SSE41) {
         sd_b3_compress_cv_sse41(cv, block, counter, block_len, flags, out);
         return;
     }

@@ -56,6 +56,8 @@ void sd_b3_keyed_hash64_many_avx512(const uint32_t key[8], const uint8_t *in, si
 void sd_b3_compress_cv_sse41(const uint32_t cv[8], const uint8_t block[SD_B3_BLOCK_LEN],
                              uint64_t counter, uint32_t block_len, uint32_t flags,
                              uint32_t out[8]);
+void sd_b3_compress_cv_avx(const uint32_t cv[8], const uint8_t block[SD_B3_BLOCK_LEN],
+                           uint64_t counter, uint32_t block_len, uint32_t flags, uint32_t out[8]);
 void sd_b3_keyed_hash64_many_avx2(const uint32_t key[8], const uint8_t *in, size_t n,
                                   uint8_t *out);
 

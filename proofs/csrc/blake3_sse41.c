@@ -33,21 +33,23 @@ TGT static inline __m128i rot7(__m128i x) {
     return _mm_or_si128(_mm_srli_epi32(x, 7), _mm_slli_epi32(x, 25));
 }
 
+/* a + m first: it does not wait for b, so only one add sits on the critical path (the
+ * sequential label chain is latency-bound, not throughput-bound). */
 #define G4(mx, my)                                          \
     do {                                                    \
-        a = _mm_add_epi32(_mm_add_epi32(a, b), mx);         \
+        a = _mm_add_epi32(_mm_add_epi32(a, mx), b);         \
         d = rot16(_mm_xor_si128(d, a));                     \
         c = _mm_add_epi32(c, d);                            \
         b = rot12(_mm_xor_si128(b, c));                     \
-        a = _mm_add_epi32(_mm_add_epi32(a, b), my);         \
+        a = _mm_add_epi32(_mm_add_epi32(a, my), b);         \
         d = rot8(_mm_xor_si128(d, a));                      \
         c = _mm_add_epi32(c, d);                            \
         b = rot7(_mm_xor_si128(b, c));                      \
     } while (0)
 
-TGT void sd_b3_compress_cv_sse41(const uint32_t cv[8], const uint8_t block[SD_B3_BLOCK_LEN],
-                                 uint64_t counter, uint32_t block_len, uint32_t flags,
-                                 uint32_t out[8]) {
+TGT static inline __attribute__((always_inline)) void
+compress_body(const uint32_t cv[8], const uint8_t block[SD_B3_BLOCK_LEN], uint64_t counter,
+              uint32_t block_len, uint32_t flags, uint32_t out[8]) {
     uint32_t m[16];
     for (int i = 0; i < 16; i++) m[i] = sd_b3_load32(block + 4 * i);
     __m128i a = _mm_loadu_si128((const __m128i *)(const void *)cv);
@@ -73,5 +75,20 @@ TGT void sd_b3_compress_cv_sse41(const uint32_t cv[8], const uint8_t block[SD_B3
     }
     _mm_storeu_si128((__m128i *)(void *)out, _mm_xor_si128(a, c));
     _mm_storeu_si128((__m128i *)(void *)(out + 4), _mm_xor_si128(b, d));
+}
+
+TGT void sd_b3_compress_cv_sse41(const uint32_t cv[8], const uint8_t block[SD_B3_BLOCK_LEN],
+                                 uint64_t counter, uint32_t block_len, uint32_t flags,
+                                 uint32_t out[8]) {
+    compress_body(cv, block, counter, block_len, flags, out);
+}
+
+/* The same code with VEX encoding (three-operand forms, no register copies): about a tenth
+ * fewer instructions on the sealing critical path. Called only on CPUs with AVX2. */
+__attribute__((target("avx2"))) void sd_b3_compress_cv_avx(const uint32_t cv[8],
+                                                           const uint8_t block[SD_B3_BLOCK_LEN],
+                                                           uint64_t counter, uint32_t block_len,
+                                                           uint32_t flags, uint32_t out[8]) {
+    compress_body(cv, block, counter, block_len, flags, out);
 }
 #endif
