@@ -4,7 +4,8 @@ For segment j every slot i holds share i at ``piece_offset(m, j)`` in the piece
 ``m.pieces[i]`` of provider ``m.providers[i]``.  :class:`SegmentFetcher` starts k fetches
 (plus one spare when n > k) in parallel, keeps the first k that arrive with the right blake3,
 cancels the rest, and starts another slot for each one that fails.  A slot whose provider is
-unreachable, lacks the piece or sent bad bytes is not asked again for later segments.  Slots
+unreachable, lacks the piece or sent bad bytes is not asked again for later segments (a busy
+one is).  Slots
 are tried fastest first (mean seconds per fetch so far; untried slots in index order, which
 also favours zfec's primary shares).
 
@@ -40,7 +41,7 @@ from storaged.errors import (
     StoragedError,
     UserError,
 )
-from storaged.net.errors import RemoteNotFound
+from storaged.net.errors import RemoteBusy, RemoteNotFound
 from storaged.net.rpc import DEAL
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,8 @@ class SegmentFetcher:
             except (RemoteError, IntegrityError, ResourceError) as exc:
                 why = str(exc) or type(exc).__name__
                 errors[slot.index] = why
-                slot.dead = why  # unreachable, lacks the piece, or lies: not asked again
+                if not isinstance(exc, RemoteBusy):  # busy may pass; the rest will not
+                    slot.dead = why  # unreachable, lacks the piece, or lies: not asked again
                 log.info("segment %d: slot %d (%s) failed: %s", segment, slot.index,
                          slot.peer, why)
                 start_next(nursery)

@@ -174,32 +174,24 @@ def _proposal(light: LightNode, ask: Ask, comm_d: bytes, size: int, height: int,
             "end": start + opts.duration, "collateral": deal_collateral(ask.collateral, size)}
 
 
-async def _propose(light: LightNode, escrow: _Escrow, ask: Ask, comm_d: bytes, size: int,
-                   opts: PutOptions) -> tuple[int, int]:
-    """Propose one deal; return (deal id, price per epoch).
+async def _propose(light: LightNode, ask: Ask, proposal: dict[str, Any]) -> int:
+    """Send one proposal; return the deal id once it is on chain.
 
     Raises:
-        RemoteError: the provider refused or failed; ChainError / UserError: escrow.
+        RemoteError: the provider refused, failed, or answered a deal that is not ours.
     """
     chain = light.need_chain()
-    proposal = _proposal(light, ask, comm_d, size, await chain.height(), opts)
-    payment = chain_deals.payment(proposal)
-    await escrow.cover(payment)
-    try:
-        sig = chain_deals.sign_proposal(light.key, chain.chain_id, proposal)
-        with trio.fail_after(PROPOSE_TIMEOUT + 5):
-            answer = await light.rpc.request(ask.peer_id, DEAL, {
-                "op": "propose", "proposal": proposal, "client_sig": sig},
-                timeout=PROPOSE_TIMEOUT)
-    finally:
-        escrow.release(payment)
+    sig = chain_deals.sign_proposal(light.key, chain.chain_id, proposal)
+    with trio.fail_after(PROPOSE_TIMEOUT + 5):
+        answer = await light.rpc.request(ask.peer_id, DEAL, {
+            "op": "propose", "proposal": proposal, "client_sig": sig}, timeout=PROPOSE_TIMEOUT)
     deal_id = answer.get("deal") if isinstance(answer, dict) else None
     if type(deal_id) is not int:
         raise RemoteError(f"{ask.peer_id}: propose answer lacks a deal id")
     record = await chain.deal(deal_id)  # trust the chain, not the provider's word
     if record is None or record["proposal"] != proposal:
         raise RemoteError(f"{ask.peer_id}: deal {deal_id} on chain is not our proposal")
-    return deal_id, proposal["price"]
+    return deal_id
 
 
 async def put_file(light: LightNode, path: Path, opts: PutOptions, *,
@@ -255,20 +247,30 @@ async def _place_all(light: LightNode, pieces: PieceFiles,
 
     async def place(slot: int) -> None:
         comm_d, size, digest = commits[slot]
+        chain = light.need_chain()
         while candidates:
             ask = candidates.popleft()
+            proposal = _proposal(light, ask, comm_d, size, await chain.height(), opts)
+            payment = chain_deals.payment(proposal)
+            # Outside the try: a refused or uncommitted deposit is ours, not the provider's.
+            await escrow.cover(payment)
             try:
-                deal_id, price = await _propose(light, escrow, ask, comm_d, size, opts)
+                deal_id = await _propose(light, ask, proposal)
+                escrow.release(payment)  # published: the chain moved it to locked
+                payment = 0
                 await light.transfers.push(ask.peer_id, comm_d, pieces, digest=digest)
             except (RemoteError, IntegrityError, trio.TooSlowError) as exc:
                 if isinstance(exc, ChainError) and not isinstance(exc, PeerUnavailable):
-                    raise  # our own transaction was refused: another provider will not help
+                    raise  # a chain rule refused something of ours: no provider will help
                 why = str(exc) or type(exc).__name__
                 log.info("slot %d: provider %s failed: %s", slot, ask.peer_id, why)
                 failures.append(f"{ask.peer_id}: {why}")
                 report.stage(f"provider {ask.peer_id[:16]}… failed ({why[:80]}); trying another")
                 continue
-            placed[slot] = Placement(slot, ask.peer_id, ask.provider, deal_id, price)
+            finally:
+                escrow.release(payment)
+            placed[slot] = Placement(slot, ask.peer_id, ask.provider, deal_id,
+                                     proposal["price"])
             return
         raise PutFailed(f"piece {slot} could not be placed: every candidate provider failed "
                         f"({len(placed)} of n={opts.n} placed): " + "; ".join(failures))

@@ -179,3 +179,25 @@ async def test_put_says_why_providers_are_not_eligible(tmp_path: Path) -> None:
         with trio.fail_after(60):
             with pytest.raises(PutFailed, match=r"only 0 of 4 .*price 1048576 > price-max 5"):
                 await put_file(net.light, src, replace(OPTIONS, price_max=5), workdir=tmp_path)
+
+
+async def test_get_replaces_a_provider_serving_corrupt_bytes(tmp_path: Path) -> None:
+    src = tmp_path / "file.bin"
+    data = os.urandom(200_000)
+    src.write_bytes(data)
+    async with storage_net(tmp_path) as net:
+        with trio.fail_after(90):
+            result = await put_file(net.light, src, OPTIONS, workdir=tmp_path)
+            manifest_pieces = [p.peer_id for p in result.placements]
+            cap = parse_capability(result.capability)
+            # Flip a byte in slot 0's stored piece (the slot asked first).
+            victim = net.provider(manifest_pieces[0])
+            deal = await net.light.need_chain().deal(result.placements[0].deal)
+            assert deal is not None
+            path = victim.market.pieces.path(deal["proposal"]["piece"])
+            raw = bytearray(path.read_bytes())
+            raw[10] ^= 0xFF
+            path.write_bytes(bytes(raw))
+            out = tmp_path / "out.bin"
+            await get_file(net.light, cap, out)
+            assert out.read_bytes() == data
