@@ -22,6 +22,7 @@ metrics registry.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,10 @@ class Prover:
             task_status.started()
             height = self.chain.head().height
             while True:
-                await self.on_head(height)
+                try:
+                    await self.on_head(height)
+                except Exception:  # a bug or a damaged record: log it, keep proving
+                    log.exception("prover: handling height %d failed", height)
                 try:
                     head = await self.chain.wait_height(height + 1, timeout=HEAD_TIMEOUT)
                 except NotCommitted:
@@ -175,10 +179,11 @@ class Prover:
         if batch:
             keys = [(p["sector"], p["period"]) for p in batch]
             self._in_flight.update(keys)
+            close = min(self._open[k] for k in keys)
             if self._nursery is None:
-                await self._submit(batch, keys, height)
+                await self._submit(batch, keys, height, close)
             else:
-                self._nursery.start_soon(self._submit, batch, keys, height)
+                self._nursery.start_soon(self._submit, batch, keys, height, close)
 
     async def _prove(self, number: int, period: int, challenges: list[int],
                      height: int) -> dict[str, Any] | None:
@@ -223,11 +228,36 @@ class Prover:
             if reason is not None:
                 await self._fault(rec, f"before window at {next_open}: {reason}", height)
 
+    async def _receipt_before(self, tx_hash: bytes, close: int) -> dict[str, Any]:
+        """The receipt of ``tx_hash``, waiting no longer than the window (``close``) lasts.
+
+        Raises:
+            NotCommitted: the window closed (or ``TX_TIMEOUT`` passed) without it.
+        """
+        found: list[dict[str, Any]] = []
+        async with trio.open_nursery() as nursery:
+            async def receipt() -> None:
+                with contextlib.suppress(NotCommitted):
+                    found.append(await self.chain.wait_receipt(tx_hash, TX_TIMEOUT))
+                nursery.cancel_scope.cancel()
+
+            async def window() -> None:
+                with contextlib.suppress(NotCommitted):
+                    await self.chain.wait_height(close, TX_TIMEOUT)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(receipt)
+            nursery.start_soon(window)
+        if found:
+            return found[0]
+        # Both may wake on the same block: look once more without waiting.
+        return await self.chain.wait_receipt(tx_hash, 0)
+
     async def _submit(self, batch: list[dict[str, Any]], keys: list[tuple[int, int]],
-                      height: int) -> None:
+                      height: int, close: int) -> None:
         try:
-            receipt = await self.sender.send_and_wait("submit_post", {"posts": batch},
-                                                      timeout=TX_TIMEOUT)
+            tx_hash = await self.sender.send("submit_post", {"posts": batch})
+            receipt = await self._receipt_before(tx_hash, close)
         except (ChainError, NotCommitted) as exc:
             log.warning("submit_post for %s failed: %s (retrying while the window is open)",
                         keys, exc)

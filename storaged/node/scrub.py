@@ -106,10 +106,14 @@ class Scrubber:
         task_status.started()
         next_pass = trio.current_time()
         while True:
-            if trio.current_time() >= next_pass:
-                await self.scrub_all()
+            try:
+                if trio.current_time() >= next_pass:
+                    await self.scrub_all()
+                    next_pass = trio.current_time() + self.interval
+                await self.recover_all()
+            except Exception:  # a bug or a damaged record: log it, keep scrubbing
+                log.exception("scrubber pass failed")
                 next_pass = trio.current_time() + self.interval
-            await self.recover_all()
             # Wake on the next block (recovery, prover-declared faults) or the next pass.
             height = self.sealer.chain.head().height
             with trio.move_on_after(max(0.0, min(next_pass - trio.current_time(),

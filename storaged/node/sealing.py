@@ -23,6 +23,7 @@ because recovery is a re-seal.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -171,6 +172,8 @@ class Sealer:
         return new
 
     async def _drive(self, number: int) -> None:
+        """Advance one job until it leaves the pipeline.  Never raises (except Cancelled): a
+        failure is recorded on the job, so one bad sector cannot stop the daemon."""
         try:
             rec = self.store.require(number)
             while rec.state in sec.PIPELINE:
@@ -178,19 +181,27 @@ class Sealer:
                     rec = await self._step(rec)
                 except (StepFailed, ChainError, NotCommitted, ProofError, ResourceError,
                         IntegrityError, NotFound) as exc:
-                    self.failures.inc()
-                    rec = self.store.require(number)
-                    attempts = rec.attempts + 1
-                    log.warning("sector %d (%s) step failed (attempt %d): %s", number,
-                                rec.state, attempts, exc)
-                    if attempts >= MAX_ATTEMPTS or isinstance(exc, IntegrityError):
-                        rec = self._update(rec, state=sec.FAILED, attempts=attempts,
-                                           error=f"{rec.state}: {exc}")
-                        break
-                    rec = self._update(rec, attempts=attempts, error=f"{rec.state}: {exc}")
-                    await self._wait_blocks(RETRY_BLOCKS)
+                    rec = await self._failed(number, exc, retry=not isinstance(
+                        exc, IntegrityError))
+                except Exception as exc:  # a bug: record it on the job, keep serving
+                    log.exception("sector %d: internal error", number)
+                    rec = await self._failed(number, exc, retry=False)
         finally:
             self._driving.discard(number)
+
+    async def _failed(self, number: int, exc: BaseException, *, retry: bool) -> Sector:
+        self.failures.inc()
+        rec = self.store.require(number)
+        attempts = rec.attempts + 1
+        log.warning("sector %d (%s) step failed (attempt %d): %s", number, rec.state,
+                    attempts, exc)
+        error = f"{rec.state}: {type(exc).__name__}: {exc}"
+        if not retry or attempts >= MAX_ATTEMPTS:
+            return self._update(rec, state=sec.FAILED, attempts=attempts, error=error)
+        rec = self._update(rec, attempts=attempts, error=error)
+        with contextlib.suppress(NotCommitted):  # a stalled chain: the next attempt says so
+            await self._wait_blocks(RETRY_BLOCKS)
+        return rec
 
     async def _wait_blocks(self, n: int) -> None:
         target = self.chain.head().height + n
