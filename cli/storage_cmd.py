@@ -21,6 +21,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 import trio
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from storaged.client import account
@@ -45,7 +46,8 @@ class Ctx:
 
 
 def _fail(exc: StoragedError) -> NoReturn:
-    err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+    err.print(f"[red]error:[/red] {escape(str(exc))}", markup=True, highlight=False,
+              soft_wrap=True)
     sys.exit(exc.exit_code)
 
 
@@ -107,7 +109,8 @@ def main(ctx: click.Context, home: Path | None, verbose: bool) -> None:
               help="highest ask accepted, per GiB per epoch")
 @click.option("--public", is_flag=True, help="do not encrypt (the capability has no key)")
 @click.option("--wait", "wait_s", type=float, default=None, is_flag=False, flag_value=600.0,
-              help="wait until every deal is ACTIVE on chain (seconds, default 600)")
+              metavar="[SECONDS]",
+              help="wait until every deal is ACTIVE on chain (default 600 s)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object, no progress bar")
 @click.pass_obj
 def put(obj: Ctx, file: Path, k: int | None, n: int | None, duration: int | None,

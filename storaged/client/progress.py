@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -63,7 +64,7 @@ class RichReporter:
         self.progress.stop()
 
     def stage(self, text: str) -> None:
-        self.progress.console.print(f"[dim]{text}[/dim]")
+        self.progress.console.print(f"[dim]{escape(text)}[/dim]")
 
     def start(self, description: str, total: int) -> None:
         if self.task is not None:  # a new phase: show the previous one as complete

@@ -60,7 +60,7 @@ def test_get_without_peers_says_so(tmp_path: Path) -> None:
     code, out = _run(tmp_path / "home", "get", f"storage://{cid}", env={"STORAGE_PEERS": ""})
     assert code == 2 and "no peers to ask" in out
     code, out = _run(tmp_path / "home", "wallet", env={"STORAGE_PEERS": ""})
-    assert code == 2 and "needs the chain" in out
+    assert code == 2 and "needs the chain" in out and "[node] bootstrap" in out
     code, out = _run(tmp_path / "home", "get", f"storage://{cid}",
                      env={"STORAGE_PEERS": "/ip4/127.0.0.1/tcp/1"})
     assert code == 2 and "bad peer multiaddr" in out
