@@ -32,7 +32,7 @@ from storaged.client.put import PutOptions, put_file, wait_active
 from storaged.client.records import FileRecords
 from storaged.config import Config, load
 from storaged.data.capability import parse_capability
-from storaged.errors import StoragedError, UserError
+from storaged.errors import PeerUnavailable, StoragedError, UserError
 
 T = TypeVar("T")
 err = Console(stderr=True)
@@ -62,11 +62,15 @@ def _run(ctx: Ctx, body: Callable[[LightNode], Awaitable[T]]) -> T:
         return trio.run(main, strict_exception_groups=True)
     except StoragedError as exc:
         _fail(exc)
+    except trio.TooSlowError:
+        _fail(PeerUnavailable("the network did not answer in time"))
     except BaseExceptionGroup as group:
         leaves = _leaves(group)
         first = next((e for e in leaves if isinstance(e, StoragedError)), None)
         if first is not None:
             _fail(first)
+        if any(isinstance(e, trio.TooSlowError) for e in leaves):
+            _fail(PeerUnavailable("the network did not answer in time"))
         raise
     except KeyboardInterrupt:
         err.print("interrupted")
