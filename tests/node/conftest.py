@@ -100,15 +100,19 @@ def overwrite(path: Path, offset: int, data: bytes) -> None:
 
 @asynccontextmanager
 async def sealing_env(tmp: Path, *, scrub_interval: int = 3600, post_margin: int = 3,
-                      duration: int | None = None) -> AsyncIterator[SealingEnv]:
+                      duration: int | None = None,
+                      start: bool = True) -> AsyncIterator[SealingEnv]:
     """A running market, sealer and prover for one provider; deals last ``duration``
-    blocks (default ``SEAL_MARKET.min_duration``)."""
+    blocks (default ``SEAL_MARKET.min_duration``); with ``start=False`` the test calls
+    ``start()`` itself (pieces pushed before then wait for the sealer)."""
     market = SEAL_MARKET if duration is None else dataclasses.replace(
         SEAL_MARKET, min_duration=duration)
     config = Config(market=market, proofs=ProofsConfig(post_margin=post_margin, seal_workers=1),
                     storage=StorageConfig(scrub_interval=scrub_interval))
     async with market_env(tmp, market) as env, trio.open_nursery() as nursery:
         s = SealingEnv(env, tmp / "home", config, nursery)
-        await s.start()
+        env.market.enqueue = None
+        if start:
+            await s.start()
         yield s
         nursery.cancel_scope.cancel()

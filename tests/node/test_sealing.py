@@ -16,7 +16,7 @@ pytest.importorskip("storaged.chain.view", reason="chain sector rules (contracts
 from storaged.chain import block as block_mod
 from storaged.chain.tx import decode_tx
 from storaged.node import sectors as sec
-from tests.node.conftest import SealingEnv, sealing_env
+from tests.node.conftest import SealingEnv, overwrite, sealing_env
 from tests.node.market_env import CHAIN
 
 
@@ -84,3 +84,25 @@ async def test_restart_between_precommit_and_provecommit_resumes(tmp_path: Path)
         # The precommit was sent once; the resumed job did not re-seal or re-send it.
         assert len(tx_kinds(s, "precommit_sector")) == 1
         assert done.ticket_height == rec.ticket_height and done.comm_r == rec.comm_r
+
+
+async def test_a_piece_rotten_before_sealing_fails_its_job_only(tmp_path: Path) -> None:
+    async with sealing_env(tmp_path, start=False) as s:
+        with trio.fail_after(60):
+            bad_deal, bad_piece = await s.push_deal(os.urandom(30_000))
+        # The stored piece rots on disk before the sealer gets to it.
+        overwrite(s.env.market.pieces.path(bad_piece), 1000, b"rot!")
+        await s.start()
+        s.sealer.enqueue(bad_deal)
+        with trio.fail_after(60):
+            good_deal, _ = await s.push_deal(os.urandom(30_000))
+        good = await s.until(lambda: (r := s.sealer.store.by_deal(good_deal)) is not None
+                             and r.state in (sec.ACTIVE, sec.FAILED) and r, seconds=60)
+        assert good.state == sec.ACTIVE, good.error
+        bad = s.sealer.store.by_deal(bad_deal)
+        assert bad is not None and bad.state == sec.FAILED
+        assert "comm_d" in bad.error
+        assert not s.sealer.store.replica_path(bad.sector).exists()
+        assert [b["sector"] for b in tx_kinds(s, "precommit_sector")] == [good.sector]
+        assert [j["sector"] for j in s.sealer.sealing_jobs()["jobs"]] == [bad.sector]
+        assert s.metrics.get_sample_value("storaged_sealing_failures_total") == 1
