@@ -132,6 +132,17 @@ void sd_b3_compress_cv(const uint32_t cv[8], const uint8_t block[SD_B3_BLOCK_LEN
     compress_portable(cv, block, counter, block_len, flags, out);
 }
 
+void sd_b3_compress2(const sd_b3_job *a, const sd_b3_job *b) {
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+    if (get_backend() >= B_AVX2) {
+        sd_b3_compress2_avx2(a, b);
+        return;
+    }
+#endif
+    sd_b3_compress_cv(a->cv, a->block, 0, a->block_len, a->flags, a->out);
+    sd_b3_compress_cv(b->cv, b->block, 0, b->block_len, b->flags, b->out);
+}
+
 static void keyed_hash64_many_portable(const uint32_t key[8], const uint8_t *in, size_t n,
                                        uint8_t *out) {
     const uint32_t flags = SD_B3_CHUNK_START | SD_B3_CHUNK_END | SD_B3_ROOT | SD_B3_KEYED_HASH;

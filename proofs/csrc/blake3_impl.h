@@ -47,6 +47,21 @@ void sd_b3_hasher_init_raw(sd_b3_hasher *h, const uint32_t key[8], uint8_t flags
  * the bytes of message i, which are read first). This is the Merkle row kernel. */
 void sd_b3_keyed_hash64_many(const uint32_t key[8], const uint8_t *in, size_t n, uint8_t *out);
 
+/* One single-block compression with counter 0: out = first 8 words of
+ * compress(cv, block, 0, block_len, flags). `out` may alias `cv`; block is read before out
+ * is written. */
+typedef struct {
+    const uint32_t *cv;
+    const uint8_t *block;
+    uint32_t block_len, flags;
+    uint32_t *out;
+} sd_b3_job;
+
+/* Run two unrelated jobs; on AVX2 CPUs side by side in one instruction stream (about the
+ * latency of one), elsewhere one after the other. */
+void sd_b3_compress2(const sd_b3_job *a, const sd_b3_job *b);
+void sd_b3_compress2_avx2(const sd_b3_job *a, const sd_b3_job *b);
+
 /* Per-backend kernels (blake3_avx2.c, blake3_sse41.c), selected by blake3.c at run time. */
 /* 8 messages of equal length len <= SD_B3_CHUNK_LEN; outputs at out + 32*j. */
 void sd_b3_keyed_hash_short8_avx2(const uint32_t key[8], const uint8_t *const msgs[8],

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "blake3.h"
+#include "blake3_impl.h"
 #include "merkle.h"
 
 #define KEY_CTX "storaged proofs v1 key"
@@ -12,6 +13,7 @@
 
 typedef struct {
     uint8_t drg[32], exp[32], label[32], column[32];
+    uint32_t drg_w[8], label_w[8], column_w[8]; /* the same keys as words */
     uint64_t add[PERM_ROUNDS], mul[PERM_ROUNDS];
     unsigned bits, shift;
     uint64_t mask;
@@ -45,6 +47,9 @@ static int init_keys(keys_t *k, uint64_t n) {
     named_key("storaged sdr v1 expander", k->exp);
     named_key("label", k->label);
     named_key("column", k->column);
+    sd_b3_key_words(k->drg, k->drg_w);
+    sd_b3_key_words(k->label, k->label_w);
+    sd_b3_key_words(k->column, k->column_w);
     uint8_t nb[8], seed[32];
     put_le(nb, n, 8);
     sd_b3_keyed_hash(k->exp, nb, 8, seed);
@@ -79,35 +84,6 @@ static void drg(const keys_t *k, uint64_t n, uint64_t v, uint64_t out[6]) {
     drg_from_seed(seed, v, out);
 }
 
-/* Batches for the many-lane BLAKE3 path: the parent-sampling seeds and the column steps are
- * independent across nodes, unlike the labels (each needs label v-1), so they go 8+ at a time. */
-#define BATCH 64
-
-static void drg_seeds(const keys_t *k, uint64_t n, uint64_t v0, size_t cnt, uint8_t *seeds) {
-    uint8_t msgs[BATCH][16];
-    const uint8_t *ptrs[BATCH];
-    for (size_t i = 0; i < cnt; i++) {
-        put_le(msgs[i], n, 8);
-        put_le(msgs[i] + 8, v0 + i, 8);
-        ptrs[i] = msgs[i];
-    }
-    sd_b3_keyed_hash_many(k->drg, ptrs, cnt, 16, seeds);
-}
-
-static void column_steps(const keys_t *k, uint8_t *states, const uint8_t *labels, uint64_t n) {
-    uint8_t pairs[BATCH][64];
-    const uint8_t *ptrs[BATCH];
-    for (uint64_t v0 = 0; v0 < n; v0 += BATCH) {
-        size_t cnt = n - v0 < BATCH ? (size_t)(n - v0) : BATCH;
-        for (size_t i = 0; i < cnt; i++) {
-            memcpy(pairs[i], states + 32 * (v0 + i), 32);
-            memcpy(pairs[i] + 32, labels + 32 * (v0 + i), 32);
-            ptrs[i] = pairs[i];
-        }
-        sd_b3_keyed_hash_many(k->column, ptrs, cnt, 64, states + 32 * v0);
-    }
-}
-
 static void expander(const keys_t *k, uint64_t v, uint64_t out[8]) {
     for (uint64_t j = 0; j < 8; j++) {
         uint64_t x = 8 * v + j;
@@ -134,6 +110,91 @@ int sd_sdr_expander_parents(uint64_t n, uint64_t v, uint64_t out[8]) {
     return 0;
 }
 
+/* Label one layer into cur (prev: the previous layer, NULL for layer 1) and fold it into the
+ * column states (col, NULL if not wanted).
+ *
+ * The label of v is keyed_hash(label key, 512-byte message), eight chained compressions; blocks
+ * 1..7 need label v-1 (block 1 holds parent v-1), so the labels of a layer form one long chain
+ * of dependent compressions and the core is latency-bound. Every other compression is
+ * independent of that chain and rides along in the other half of a two-way compression
+ * (sd_b3_compress2): block 0 of label v+1 (replica id, layer, v+1), the parent-sampling seed
+ * of v+2, and the column step of v-1. The parents of v+1 are prefetched while v is hashed. */
+static void label_layer(const keys_t *k, const uint8_t rid[32], uint64_t n, unsigned layer,
+                        const uint8_t *prev, uint8_t *cur, uint8_t *col) {
+    const uint32_t keyed = SD_B3_KEYED_HASH, whole = keyed | SD_B3_CHUNK_START |
+                                                       SD_B3_CHUNK_END | SD_B3_ROOT;
+    uint32_t cv0[2][8], seed_w[8], col_w[8], cv[8];
+    uint8_t seeds[4][32], b0[64] = {0}, sblk[64] = {0}, cblk[64], msg[512];
+    uint64_t drg_p[2][6], exp_p[2][8];
+    memcpy(b0, rid, 32);
+    put_le(b0 + 32, layer, 8);
+    put_le(sblk, n, 8);
+    /* Prologue: block 0 of label 0 and the seed of node 1. */
+    sd_b3_job j0 = {k->label_w, b0, 64, keyed | SD_B3_CHUNK_START, cv0[0]};
+    put_le(sblk + 8, 1, 8);
+    sd_b3_job js = {k->drg_w, sblk, 16, whole, seed_w};
+    sd_b3_compress2(&j0, &js);
+    sd_b3_cv_bytes(seed_w, seeds[1]);
+    if (prev != NULL) expander(k, 0, exp_p[0]);
+    for (uint64_t v = 0; v < n; v++) {
+        const unsigned s = (unsigned)(v & 1);
+        /* Prefetch the parents of v + 1 (its seed was made while hashing v - 1). */
+        if (v + 1 < n) {
+            drg_from_seed(seeds[(v + 1) & 3], v + 1, drg_p[s ^ 1]);
+            for (int i = 1; i < 6; i++) __builtin_prefetch(cur + 32 * drg_p[s ^ 1][i]);
+            if (prev != NULL) {
+                expander(k, v + 1, exp_p[s ^ 1]);
+                for (int i = 0; i < 8; i++) __builtin_prefetch(prev + 32 * exp_p[s ^ 1][i]);
+            }
+        }
+        /* Blocks 1..7 of label v. */
+        if (v == 0) {
+            memset(msg + 64, 0, 6 * 32);
+        } else {
+            for (int i = 0; i < 6; i++) memcpy(msg + 64 + 32 * i, cur + 32 * drg_p[s][i], 32);
+        }
+        if (prev == NULL) {
+            memset(msg + 256, 0, 8 * 32);
+        } else {
+            for (int i = 0; i < 8; i++) memcpy(msg + 256 + 32 * i, prev + 32 * exp_p[s][i], 32);
+        }
+        /* The side jobs of this label. */
+        sd_b3_job side[3];
+        int n_side = 0;
+        if (v + 1 < n) {
+            put_le(b0 + 40, v + 1, 8);
+            side[n_side++] = (sd_b3_job){k->label_w, b0, 64, keyed | SD_B3_CHUNK_START, cv0[s ^ 1]};
+        }
+        if (v + 2 < n) {
+            put_le(sblk + 8, v + 2, 8);
+            side[n_side++] = (sd_b3_job){k->drg_w, sblk, 16, whole, seed_w};
+        }
+        if (col != NULL && v >= 1) {
+            memcpy(cblk, col + 32 * (v - 1), 32);
+            memcpy(cblk + 32, cur + 32 * (v - 1), 32);
+            side[n_side++] = (sd_b3_job){k->column_w, cblk, 64, whole, col_w};
+        }
+        memcpy(cv, cv0[s], sizeof cv);
+        for (int b = 1; b <= 7; b++) {
+            sd_b3_job chain = {cv, msg + 64 * b, 64,
+                               b == 7 ? keyed | SD_B3_CHUNK_END | SD_B3_ROOT : keyed, cv};
+            if (b <= n_side)
+                sd_b3_compress2(&chain, &side[b - 1]);
+            else
+                sd_b3_compress_cv(cv, msg + 64 * b, 0, 64, chain.flags, cv);
+        }
+        sd_b3_cv_bytes(cv, cur + 32 * v);
+        if (v + 2 < n) sd_b3_cv_bytes(seed_w, seeds[(v + 2) & 3]);
+        if (col != NULL && v >= 1) sd_b3_cv_bytes(col_w, col + 32 * (v - 1));
+    }
+    if (col != NULL) {
+        memcpy(cblk, col + 32 * (n - 1), 32);
+        memcpy(cblk + 32, cur + 32 * (n - 1), 32);
+        sd_b3_compress_cv(k->column_w, cblk, 0, 64, whole, col_w);
+        sd_b3_cv_bytes(col_w, col + 32 * (n - 1));
+    }
+}
+
 int sd_sdr_label(const uint8_t rid[32], uint64_t n, unsigned n_layers, const uint8_t *in,
                  uint8_t *out, uint8_t *col_out, const uint64_t *keep, size_t n_keep,
                  uint8_t *keep_out) {
@@ -148,32 +209,8 @@ int sd_sdr_label(const uint8_t rid[32], uint64_t n, unsigned n_layers, const uin
         return -2;
     }
     if (col_out != NULL) memset(col_out, 0, n * 32);
-    uint8_t msg[512];
     for (unsigned layer = 1; layer <= n_layers; layer++) {
-        memset(msg, 0, 64);
-        memcpy(msg, rid, 32);
-        put_le(msg + 32, layer, 8);
-        uint8_t seeds[BATCH * 32];
-        for (uint64_t v = 0; v < n; v++) {
-            if (v % BATCH == 0) drg_seeds(&k, n, v, n - v < BATCH ? (size_t)(n - v) : BATCH, seeds);
-            put_le(msg + 40, v, 8);
-            if (v == 0) {
-                memset(msg + 64, 0, 6 * 32);
-            } else {
-                uint64_t p[6];
-                drg_from_seed(seeds + 32 * (v % BATCH), v, p);
-                for (int i = 0; i < 6; i++) memcpy(msg + 64 + 32 * i, cur + 32 * p[i], 32);
-            }
-            if (layer == 1) {
-                memset(msg + 256, 0, 8 * 32);
-            } else {
-                uint64_t p[8];
-                expander(&k, v, p);
-                for (int i = 0; i < 8; i++) memcpy(msg + 256 + 32 * i, prev + 32 * p[i], 32);
-            }
-            sd_b3_keyed_hash(k.label, msg, sizeof msg, cur + 32 * v);
-        }
-        if (col_out != NULL) column_steps(&k, col_out, cur, n);
+        label_layer(&k, rid, n, layer, layer > 1 ? prev : NULL, cur, col_out);
         for (size_t i = 0; i < n_keep; i++)
             memcpy(keep_out + 32 * ((size_t)n_layers * i + layer - 1), cur + 32 * keep[i], 32);
         uint8_t *t = prev;
