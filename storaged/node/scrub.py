@@ -104,7 +104,9 @@ class Scrubber:
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Scrub every ``interval`` seconds; recover faulty sectors as blocks arrive."""
         task_status.started()
-        next_pass = trio.current_time()
+        # The first full pass waits one interval: a restart must not re-read every replica
+        # at once (the prover's pre-window checks cover the sectors about to be proven).
+        next_pass = trio.current_time() + self.interval
         while True:
             try:
                 if trio.current_time() >= next_pass:
