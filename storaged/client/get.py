@@ -41,12 +41,13 @@ from storaged.errors import (
     StoragedError,
     UserError,
 )
-from storaged.net.errors import RemoteBusy, RemoteNotFound
+from storaged.net.errors import RemoteBusy, RemoteNotFound, first_error
 from storaged.net.rpc import DEAL
 
 log = logging.getLogger(__name__)
 
 MANIFEST_TIMEOUT = 15.0
+PREFETCH_SEGMENTS = 3  # segments fetched ahead of the decoder
 
 
 class TooFewProviders(PeerUnavailable):
@@ -188,6 +189,48 @@ class SegmentFetcher:
         return got
 
 
+class _Prefetch:
+    """Fetches up to ``ahead`` segments before the decoder asks for them, so the network
+    keeps busy while a segment decodes (memory: ``ahead`` segments of shares)."""
+
+    def __init__(self, fetcher: SegmentFetcher, count: int, ahead: int) -> None:
+        self.fetcher = fetcher
+        self.count = count
+        self.slots = trio.Semaphore(ahead)
+        self.results: dict[int, dict[int, bytes] | StoragedError] = {}
+        self.ready: dict[int, trio.Event] = {}
+
+    def _event(self, j: int) -> trio.Event:
+        return self.ready.setdefault(j, trio.Event())
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            for j in range(self.count):
+                await self.slots.acquire()
+                nursery.start_soon(self._one, j)
+
+    async def _one(self, j: int) -> None:
+        try:
+            self.results[j] = await self.fetcher.fetch(j)
+        except StoragedError as exc:  # handed to the decoder, which asks for j in order
+            self.results[j] = exc
+        self._event(j).set()
+
+    async def take(self, j: int) -> dict[int, bytes]:
+        """The shares of segment ``j`` (in order, once each).
+
+        Raises:
+            TooFewProviders (or another StoragedError): segment ``j`` could not be fetched.
+        """
+        await self._event(j).wait()
+        result = self.results.pop(j)
+        del self.ready[j]
+        self.slots.release()
+        if isinstance(result, StoragedError):
+            raise result
+        return result
+
+
 class _CountingWriter:
     """A file wrapper reporting bytes written (the decoder writes in segment order)."""
 
@@ -223,15 +266,24 @@ async def get_file(light: LightNode, cap: Capability, out: Path, *,
     report.start("fetching", manifest.size)
     token = trio.lowlevel.current_trio_token()
 
+    prefetch = _Prefetch(fetcher, manifest.segment_count(), PREFETCH_SEGMENTS)
+
     def source(segment: int) -> dict[int, bytes]:
-        return trio.from_thread.run(fetcher.fetch, segment, trio_token=token)
+        return trio.from_thread.run(prefetch.take, segment, trio_token=token)
 
     try:
-        with tmp.open("wb") as f:
-            writer = _CountingWriter(f, report, token)
-            await decode_file_async(manifest, cap.key, source, writer)  # type: ignore[arg-type]
-            f.flush()
-            os.fsync(f.fileno())
+        with first_error():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(prefetch.run)
+                try:
+                    with tmp.open("wb") as f:
+                        writer = _CountingWriter(f, report, token)
+                        await decode_file_async(manifest, cap.key, source,
+                                                writer)  # type: ignore[arg-type]
+                        f.flush()
+                        os.fsync(f.fileno())
+                finally:
+                    nursery.cancel_scope.cancel()
         os.replace(tmp, out)
     except OSError as exc:
         raise ResourceError(f"cannot write {out}: {exc}") from exc
