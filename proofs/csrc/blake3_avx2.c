@@ -72,18 +72,29 @@ TGT static inline void transpose8(const __m256i h[8], __m256i o[8]) {
     o[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
 }
 
+/* Words 4q..4q+3 (at `at` = in + 16 q) of eight 64-byte messages, one word per vector with
+ * message j in lane j. Messages j and j + 4 share a load (the 128-bit halves), so a 4x4
+ * in-lane transpose finishes the job: the cross-lane permutes of a full 8x8 transpose are
+ * not needed (the shuffle ports are this kernel's bottleneck). */
+TGT static inline void load_words4(const uint8_t *at, __m256i o[4]) {
+    __m256i x[4];
+    for (int j = 0; j < 4; j++)
+        x[j] = _mm256_loadu2_m128i((const __m128i *)(const void *)(at + 64 * (j + 4)),
+                                   (const __m128i *)(const void *)(at + 64 * j));
+    __m256i t0 = _mm256_unpacklo_epi32(x[0], x[1]), t1 = _mm256_unpackhi_epi32(x[0], x[1]);
+    __m256i t2 = _mm256_unpacklo_epi32(x[2], x[3]), t3 = _mm256_unpackhi_epi32(x[2], x[3]);
+    o[0] = _mm256_unpacklo_epi64(t0, t2);
+    o[1] = _mm256_unpackhi_epi64(t0, t2);
+    o[2] = _mm256_unpacklo_epi64(t1, t3);
+    o[3] = _mm256_unpackhi_epi64(t1, t3);
+}
+
 /* Eight messages of 64 bytes at in + 64*j; eight 32-byte outputs at out + 32*j. */
 TGT static void hash8(const uint32_t key[8], const uint8_t *in, uint8_t *out) {
     __m256i m[16], v[16];
     /* Load each message's two halves and transpose to one word per vector (cheaper than
      * 16 gathers). */
-    __m256i lo[8], hi[8];
-    for (int j = 0; j < 8; j++) {
-        lo[j] = _mm256_loadu_si256((const __m256i *)(const void *)(in + 64 * j));
-        hi[j] = _mm256_loadu_si256((const __m256i *)(const void *)(in + 64 * j + 32));
-    }
-    transpose8(lo, m);
-    transpose8(hi, m + 8);
+    for (int q = 0; q < 4; q++) load_words4(in + 16 * q, m + 4 * q);
     for (int i = 0; i < 8; i++) v[i] = _mm256_set1_epi32((int)key[i]);
     for (int i = 0; i < 4; i++) v[8 + i] = _mm256_set1_epi32((int)sd_b3_iv[i]);
     v[12] = _mm256_setzero_si256();
