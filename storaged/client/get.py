@@ -47,7 +47,7 @@ from storaged.net.rpc import DEAL
 log = logging.getLogger(__name__)
 
 MANIFEST_TIMEOUT = 15.0
-PREFETCH_SEGMENTS = 3  # segments fetched ahead of the decoder
+PREFETCH_SEGMENTS = 2  # segments fetched ahead of the decoder
 
 
 class TooFewProviders(PeerUnavailable):
