@@ -34,9 +34,9 @@ from storaged.chain.access import TxSender
 from storaged.chain.genesis import GENESIS_FILE, Genesis, apply_genesis, load_genesis, write_genesis
 from storaged.chain.node import ChainNode
 from storaged.chain.providers import Provider
+from storaged.client.get import get_file
 from storaged.client.light import open_light_node
 from storaged.client.put import PutOptions, put_file
-from storaged.client.get import get_file
 from storaged.config import Config, MarketConfig
 from storaged.config import NodeConfig as CfgNode
 from storaged.data.capability import parse_capability
