@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -147,9 +149,27 @@ def test_cli_get_round_trip_wrong_key_and_fewer_than_k(tmp_path: Path,
     assert code == 2 and "does not decrypt" in text, text
     assert not (tmp_path / "wrong.bin").exists()
 
+    # The same from a separate OS process, as a user runs it.
+    proc = _subprocess(home, env, "get", cap, "-o", str(tmp_path / "proc.bin"))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "proc.bin").read_bytes() == background.info["data"]
+
     background.kill_now.set()
     assert background.killed.wait(60) and background.error is None, background.error
     code, text = _run(home, "get", cap, "-o", str(tmp_path / "late.bin"), env=env)
     assert code == 3, text
     assert "only 1 of the k=2 providers needed answered for segment 0" in " ".join(text.split())
     assert not (tmp_path / "late.bin").exists()
+    proc = _subprocess(home, env, "get", cap, "-o", str(tmp_path / "late2.bin"))
+    assert proc.returncode == 3
+    assert "only 1 of the k=2 providers needed answered" in " ".join(proc.stderr.split())
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "late2.bin").exists()
+
+
+def _subprocess(home: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.run(
+        [sys.executable, "-m", "cli.storage_cmd", "--home", str(home), *args],
+        cwd=root, capture_output=True, text=True, timeout=120,
+        env={**os.environ, **env, "PYTHONPATH": str(root), "COLUMNS": "200"})
