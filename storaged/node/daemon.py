@@ -100,10 +100,15 @@ class Daemon:
         ``block_interval`` seconds: single-machine use and tests).
 
         Raises:
-            ConfigError: unknown ``chain_mode``.
+            ConfigError: unknown ``chain_mode``, or ``[storage] keep_unsealed = false``.
         """
         if chain_mode not in CHAIN_MODES:
             raise ConfigError(f"chain mode {chain_mode!r}: expected one of {CHAIN_MODES}")
+        if not config.storage.keep_unsealed:
+            # Fetch is served from the unsealed piece; unsealing replicas on demand is not
+            # built, so dropping pieces would make stored files unretrievable.  Refuse loudly.
+            raise ConfigError("[storage] keep_unsealed = false is not supported yet: retrieval "
+                              "serves the unsealed copy; set it to true")
         self.home = Path(home)
         self.config = config
         self.chain_mode = chain_mode

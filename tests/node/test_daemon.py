@@ -92,6 +92,8 @@ async def test_daemon_refuses_a_genesis_of_another_chain(tmp_path: Path) -> None
         await Daemon(home, other, chain_mode="local").run()
     with pytest.raises(ConfigError, match="chain mode"):
         Daemon(home, cfg, chain_mode="solo")
+    with pytest.raises(ConfigError, match="keep_unsealed"):
+        Daemon(home, Config(storage=StorageConfig(keep_unsealed=False)))
 
 
 async def test_daemon_on_the_networked_chain_as_the_genesis_validator(
