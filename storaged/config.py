@@ -79,7 +79,8 @@ class ProofsConfig:
 
 @dataclasses.dataclass(frozen=True)
 class StorageConfig:
-    """[storage]: keep an unsealed copy of pieces; seconds between share-store scrubs;
+    """[storage]: keep an unsealed copy of pieces (required for now: retrieval serves it, and
+    the provider daemon refuses false); seconds between share-store scrubs;
     ``min_free_bytes`` of disk the piece store always leaves free (a push that would eat
     into it is refused before a byte is written)."""
 
