@@ -128,14 +128,16 @@ async def test_daemon_on_the_networked_chain_as_the_genesis_validator(
 
 
 async def _deal_and_push(daemon: Daemon, client: Node, data: bytes,
-                         client_key: nacl.signing.SigningKey) -> tuple[int, bytes]:
-    """As a client: escrow, propose through the deal protocol, push the piece."""
+                         client_key: nacl.signing.SigningKey, *,
+                         lead: int = 10) -> tuple[int, bytes]:
+    """As a client: escrow, propose (starting ``lead`` blocks after the earliest start the
+    provider accepts) through the deal protocol, push the piece."""
     assert daemon.node is not None and daemon.chain is not None and daemon.market is not None
     await TxSender(daemon.chain, client_key).send_and_wait(
         "escrow_deposit", {"amount": 10**9}, timeout=20)
     comm_d, size = commitment_of(data)
     c = daemon.market.config
-    start = daemon.chain.head().height + c.min_start_delay + 10
+    start = daemon.chain.head().height + c.min_start_delay + lead
     proposal = {"piece": comm_d, "size": size, "client": bytes(client_key.verify_key),
                 "provider": daemon.public_key, "price": deal_price(c.price_per_gib_epoch, size),
                 "start": start, "end": start + c.min_duration,
