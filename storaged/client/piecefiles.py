@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import blake3
@@ -58,20 +59,25 @@ class PieceFiles:
     # -- commitments ---------------------------------------------------------------------------
 
     def commitments(self) -> list[tuple[bytes, int, bytes]]:
-        """``(comm_d, padded size, blake3)`` of every piece, one piece at a time (the comm_d
-        tree needs the padded piece in memory, so doing them in parallel would multiply it).
-        Registers each piece as a source under its comm_d.  Run it in a thread.
+        """``(comm_d, padded size, blake3)`` of every piece, by slot.  Pieces are hashed in
+        parallel threads (the C Merkle code and blake3 release the GIL; each thread holds one
+        1 MiB subtree, see :func:`streamed_comm_d`).  Registers each piece as a source under
+        its comm_d.  Run it in a thread.
 
         Raises:
             ResourceError: a piece cannot be read.
         """
         self.close()
-        out = []
-        for path in self.paths:
+
+        def one(path: Path) -> tuple[bytes, int, bytes]:
             comm_d, padded = streamed_comm_d(path)
-            digest = _blake3_file(path)
+            return comm_d, padded, _blake3_file(path)
+
+        with ThreadPoolExecutor(max(1, min(len(self.paths), os.cpu_count() or 1)),
+                                thread_name_prefix="comm_d") as pool:
+            out = list(pool.map(one, self.paths))
+        for path, (comm_d, _, _) in zip(self.paths, out, strict=True):
             self._by_key[comm_d] = path
-            out.append((comm_d, padded, digest))
         return out
 
     # -- ChunkSource --------------------------------------------------------------------------
