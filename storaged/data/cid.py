@@ -10,13 +10,19 @@ import base64
 
 import blake3
 
+from storaged.errors import UserError
+
 DAG_CBOR = 0x71
 RAW = 0x55
 BLAKE3 = 0x1E
 
 
-class CidError(ValueError):
-    """A CID string is not a CIDv1/base32/blake3 CID."""
+class CidError(UserError):
+    """A CID string is not a CIDv1/base32/blake3 CID.
+
+    A :class:`UserError` because CID text comes from the user (a capability, a command line);
+    code that parses a CID a peer sent re-raises it as ProtocolViolation (see node/manifests.py).
+    """
 
 
 def _varint(x: int) -> bytes:

@@ -133,7 +133,7 @@ def decode_manifest(data: bytes, expected_cid: str | None = None) -> Manifest:
 
     Raises:
         ManifestMismatch: `expected_cid` is given and the bytes do not hash to it.
-        ManifestError: anything malformed; the message names the field.
+        ManifestError: anything malformed, or not canonical CBOR; the message names the field.
     """
     if expected_cid is not None and cid_for(DAG_CBOR, data) != expected_cid:
         raise ManifestMismatch(f"manifest bytes do not match CID {expected_cid}")
@@ -143,6 +143,14 @@ def decode_manifest(data: bytes, expected_cid: str | None = None) -> Manifest:
         raise ManifestError(f"manifest is not valid CBOR: {exc}") from exc
     if not isinstance(obj, dict):
         raise ManifestError("manifest must be a CBOR map")
+    # One file, one CID: without this, reordered keys or long-form lengths would give the same
+    # manifest a second name (checked even when no CID is expected, e.g. bytes read from disk).
+    try:
+        canonical = cbor2.dumps(obj, canonical=True)
+    except Exception as exc:  # e.g. an unencodable tag value
+        raise ManifestError(f"manifest cannot be re-encoded: {exc}") from exc
+    if canonical != data:
+        raise ManifestError("manifest is not canonical CBOR (key order or length encoding)")
     missing = _REQUIRED - obj.keys()
     if missing:
         raise ManifestError(f"manifest lacks field(s) {sorted(missing)}")

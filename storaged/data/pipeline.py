@@ -36,15 +36,21 @@ DEFAULT_N = 6
 ShareSink = Callable[[int, list[bytes]], None]
 """Called once per segment, in order, with (segment index, the n shares by share index)."""
 ShareSource = Callable[[int], dict[int, bytes]]
-"""Returns at least k shares of a segment, keyed by share index."""
+"""Returns at least k shares of a segment, keyed by share index (more lets bad ones be skipped)."""
+BadShareHook = Callable[[int, int, str], None]
+"""Told (segment index, share index, reason) for each share that failed verification and was
+skipped; it runs in a worker thread."""
 
 
 class ShareIntegrityError(IntegrityError):
     """A share's blake3 does not match the manifest; names the segment and share index."""
 
 
-class NotEnoughShares(IntegrityError):
-    """Fewer than k shares of a segment were available."""
+class NotEnoughShares(ShareIntegrityError):
+    """Fewer than k good shares of a segment were available (bad ones are named in the message).
+
+    A :class:`ShareIntegrityError` so callers that caught a bad share before still catch it.
+    """
 
 
 def _default_workers() -> int:
@@ -119,20 +125,36 @@ def encode_file(
 
 
 def _get_segment(
-    manifest: Manifest, key: bytes | None, index: int, shares: dict[int, bytes]
+    manifest: Manifest,
+    key: bytes | None,
+    index: int,
+    shares: dict[int, bytes],
+    on_bad_share: BadShareHook | None = None,
 ) -> bytes:
     entry = manifest.segments[index]
     good: dict[int, bytes] = {}
+    bad: list[str] = []
+    # Check shares in index order until k verify; a share that fails its hash is skipped (and
+    # reported) so the spares (n - k of them) are used instead of failing the whole get.
     for i in sorted(shares):
         if not 0 <= i < manifest.n:
-            raise ShareIntegrityError(f"segment {index}: share index {i} out of range")
-        if crypto.hash_share(shares[i]) != entry.share_hashes[i]:
-            raise ShareIntegrityError(f"segment {index}, share {i}: blake3 does not match manifest")
-        good[i] = shares[i]
-        if len(good) == manifest.k:
-            break
+            reason = f"share index {i} out of range (n={manifest.n})"
+        elif crypto.hash_share(shares[i]) != entry.share_hashes[i]:
+            reason = f"share {i}: blake3 does not match manifest"
+        else:
+            good[i] = shares[i]
+            if len(good) == manifest.k:
+                break
+            continue
+        bad.append(reason)
+        if on_bad_share is not None:
+            on_bad_share(index, i, reason)
     if len(good) < manifest.k:
-        raise NotEnoughShares(f"segment {index}: {len(good)} shares, need {manifest.k}")
+        detail = f" ({len(bad)} bad: {'; '.join(bad)})" if bad else ""
+        raise NotEnoughShares(
+            f"segment {index}: {len(good)} good shares of {len(shares)} given, "
+            f"need {manifest.k}{detail}"
+        )
     sealed = erasure.decode(good, manifest.k, manifest.n, manifest.stored_length(index))
     if crypto.hash_segment(sealed) != entry.segment_hash:
         raise IntegrityError(f"segment {index}: decoded bytes do not match the manifest")
@@ -154,13 +176,17 @@ def decode_file(
     *,
     workers: int | None = None,
     window: int | None = None,
+    on_bad_share: BadShareHook | None = None,
 ) -> None:
-    """Fetch k shares per segment from `source`, verify, decode, decrypt, write to `dst` in order.
+    """Fetch shares per segment from `source`, verify, decode, decrypt, write to `dst` in order.
+
+    A share whose hash does not match the manifest is skipped (passed to `on_bad_share`) and the
+    next one is used, so up to (given - k) corrupted shares per segment are tolerated.
 
     Raises:
         CapabilityError: the file is encrypted and no key was given, or the key is wrong.
-        ShareIntegrityError: a share does not match its manifest hash (names segment, share).
-        NotEnoughShares: the source gave fewer than k shares of a segment.
+        NotEnoughShares: fewer than k shares of a segment verified (names the segment, how many
+            were good and why the others were refused).
         IntegrityError: a decoded segment does not match its manifest hash.
     """
     if manifest.encrypted and key is None:
@@ -172,7 +198,9 @@ def decode_file(
     pending: deque[Future[bytes]] = deque()
     with ThreadPoolExecutor(workers, thread_name_prefix="get") as pool:
         for index in range(len(manifest.segments)):
-            pending.append(pool.submit(_get_segment, manifest, key, index, source(index)))
+            pending.append(
+                pool.submit(_get_segment, manifest, key, index, source(index), on_bad_share)
+            )
             if len(pending) >= window:
                 dst.write(pending.popleft().result())
         while pending:

@@ -24,7 +24,7 @@ from storaged.data.manifest import (
     SegmentEntry,
     decode_manifest,
 )
-from storaged.errors import CapabilityError, ProtocolViolation
+from storaged.errors import CapabilityError, ProtocolViolation, UserError
 
 VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "data_v1.json").read_text())
 
@@ -83,8 +83,10 @@ def _b32(raw: bytes) -> str:
     ],
 )
 def test_bad_cid(text: str, msg: str) -> None:
-    with pytest.raises(CidError, match=msg):
+    with pytest.raises(CidError, match=msg) as info:
         parse_cid(text)
+    assert isinstance(info.value, UserError)  # CID text comes from the user: exit code 2
+    assert info.value.exit_code == 2
 
 
 def test_manifest_mismatch_is_integrity_error() -> None:
@@ -129,6 +131,32 @@ def test_malformed_manifest_names_the_field(data: bytes, msg: str) -> None:
     with pytest.raises(ManifestError, match=msg) as info:
         decode_manifest(data)
     assert isinstance(info.value, ProtocolViolation)
+
+
+def _non_canonical_variants() -> list[bytes]:
+    good = vector_manifest().encode()
+    obj = cbor2.loads(good)
+    unsorted = bytes(cbor2.dumps(dict(reversed(list(obj.items())))))  # keys out of order
+    # The same map with a long-form encoding of the 'k' value (0x18 0x02 instead of 0x02).
+    at = good.index(b"\x61k") + 2
+    assert good[at] < 24
+    long_k = good[:at] + b"\x18" + good[at:]
+    # An indefinite-length map holding the same items.
+    indefinite = b"\xbf" + good[1:] + b"\xff"
+    return [unsorted, long_k, indefinite]
+
+
+@pytest.mark.parametrize("data", _non_canonical_variants())
+def test_non_canonical_manifest_refused(data: bytes) -> None:
+    """Same fields, different bytes: refused even without an expected CID (one file, one CID)."""
+    good = vector_manifest().encode()
+    assert data != good
+    assert cbor2.loads(data) == cbor2.loads(good)  # same content, so only the encoding is wrong
+    with pytest.raises(ManifestError, match="not canonical CBOR") as info:
+        decode_manifest(data)
+    assert isinstance(info.value, ProtocolViolation)
+    with pytest.raises(ManifestError, match="not canonical CBOR"):
+        decode_manifest(data, cid_for(DAG_CBOR, data))  # its own CID does not save it
 
 
 def test_capability_round_trip() -> None:

@@ -21,7 +21,7 @@ from storaged.data.pipeline import (
     encode_file,
     encode_file_async,
 )
-from storaged.errors import CapabilityError, IntegrityError
+from storaged.errors import CapabilityError, IntegrityError, UserError
 
 SEG = 4096
 
@@ -88,8 +88,18 @@ def test_flipped_bit_in_any_share_is_caught(seg: int, share: int, bit: int) -> N
     buf[(bit // 8) % len(buf)] ^= 1 << (bit % 8)
     tampered[seg][share] = bytes(buf)
     others = [i for i in range(6) if i != share][:3]
-    with pytest.raises(ShareIntegrityError, match=f"segment {seg}, share {share}"):
+    with pytest.raises(
+        NotEnoughShares, match=f"segment {seg}: 3 good shares of 4 given, need 4 .*share {share}: "
+    ):
         get(manifest, key, tampered, [share, *others])
+    # With every share offered the spare replaces the bad one, and the bad one is reported.
+    bad: list[tuple[int, int, str]] = []
+    out = io.BytesIO()
+    decode_file(manifest, key, lambda i: dict(enumerate(tampered[i])), out,
+                on_bad_share=lambda s, i, why: bad.append((s, i, why)))
+    assert out.getvalue() == data
+    assert bad == ([] if share >= 4 else [(seg, share, f"share {share}: blake3 does not match "
+                                                         "manifest")])
 
 
 def test_wrong_key_refused() -> None:
@@ -141,8 +151,77 @@ def test_truncated_file_refused() -> None:
 
 def test_not_enough_shares() -> None:
     manifest, key, store = put(b"q" * 100)
-    with pytest.raises(NotEnoughShares, match="segment 0: 3 shares, need 4"):
+    with pytest.raises(NotEnoughShares, match=r"segment 0: 3 good shares of 3 given, need 4$"):
         get(manifest, key, store, [0, 1, 2])
+
+
+def _corrupt(store: list[list[bytes]], seg: int, shares: list[int]) -> list[list[bytes]]:
+    out = [list(s) for s in store]
+    for i in shares:
+        out[seg][i] = bytes([out[seg][i][0] ^ 0xFF]) + out[seg][i][1:]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("bad", "reported"), [([0], [0]), ([1, 3], [1, 3]), ([2, 0], [0, 2]), ([5, 0], [0])]
+)
+def test_spare_shares_replace_corrupted_ones(bad: list[int], reported: list[int]) -> None:
+    """k=4, n=6: one, then n-k=2 corrupted shares of a segment still decode from the spares.
+
+    Shares are checked in index order until k verify, so a bad share after that is not seen."""
+    data = bytes(range(256)) * 40
+    manifest, key, store = put(data)
+    tampered = _corrupt(store, 1, bad)
+    seen: list[tuple[int, int]] = []
+    out = io.BytesIO()
+    decode_file(manifest, key, lambda i: dict(enumerate(tampered[i])), out,
+                on_bad_share=lambda s, i, _why: seen.append((s, i)))
+    assert out.getvalue() == data
+    assert seen == [(1, i) for i in reported]
+
+
+def test_too_many_corrupted_shares_fail_clearly() -> None:
+    """n-k+1 = 3 corrupted shares leave 3 < k good ones: a NotEnoughShares naming them."""
+    manifest, key, store = put(bytes(range(256)) * 40)
+    tampered = _corrupt(store, 2, [0, 2, 4])
+    with pytest.raises(NotEnoughShares) as info:
+        get(manifest, key, tampered, list(range(6)))
+    msg = str(info.value)
+    assert msg.startswith("segment 2: 3 good shares of 6 given, need 4 (3 bad: ")
+    for i in (0, 2, 4):
+        assert f"share {i}: blake3 does not match manifest" in msg
+    assert isinstance(info.value, IntegrityError)
+
+
+def test_out_of_range_share_index_is_skipped() -> None:
+    manifest, key, store = put(b"r" * 300)
+    with pytest.raises(NotEnoughShares, match=r"share index 9 out of range \(n=6\)"):
+        decode_file(manifest, key, lambda i: {9: store[i][0], 0: store[i][0], 1: store[i][1],
+                                              2: store[i][2]}, io.BytesIO())
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "msg"),
+    [
+        (5, 4, "k=5, n=4"),
+        (0, 4, "k=0, n=4"),
+        (-1, 3, "k=-1, n=3"),
+        (4, 257, "k=4, n=257"),
+    ],
+)
+def test_erasure_params_refused(k: int, n: int, msg: str) -> None:
+    with pytest.raises(erasure.ErasureParamsError, match=f"{msg}: need 1 <= k <= n <= 256"):
+        erasure.check_params(k, n)
+    with pytest.raises(erasure.ErasureParamsError, match=msg):
+        put(b"x" * 10, k=k, n=n)
+    assert issubclass(erasure.ErasureParamsError, UserError)
+
+
+def test_erasure_params_edges_accepted() -> None:
+    erasure.check_params(1, 1)
+    erasure.check_params(256, 256)
+    manifest, key, store = put(b"edge" * 50, k=1, n=1)
+    assert get(manifest, key, store, [0]) == b"edge" * 50
 
 
 def test_decoded_segment_hash_checked() -> None:
