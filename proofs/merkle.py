@@ -19,6 +19,7 @@ __all__ = [
     "merkle_hash_pair",
     "merkle_paths",
     "merkle_root",
+    "merkle_root_of",
     "merkle_tree",
     "merkle_tree_into",
     "merkle_verify_paths",
@@ -67,6 +68,16 @@ def merkle_tree_into(leaves: Buffer, out: bytearray | memoryview, drop: int = 0)
 def merkle_root(leaves: Buffer, tree: Buffer, drop: int = 0) -> bytes:
     """The root of a tree built by :func:`merkle_tree` with the same ``drop``."""
     out: bytes = proofs.impl.merkle_root(leaves, tree, drop)
+    return out
+
+
+def merkle_root_of(leaves: Buffer) -> bytes:
+    """The root over ``leaves`` without storing the tree (C: GIL released, no large buffer).
+
+    Raises:
+        ProofError: bad leaf buffer size.
+    """
+    out: bytes = proofs.impl.merkle_root_of(leaves)
     return out
 
 

@@ -55,7 +55,8 @@ def _nodes(buf: bytes | bytearray | memoryview) -> int:
 
 
 def _root(leaves: bytes | bytearray | memoryview) -> bytes:
-    return merkle.merkle_root(leaves, merkle.merkle_tree(leaves))
+    # Root only: a stored tree would be a fresh 32N-byte buffer to page-fault in.
+    return merkle.merkle_root_of(leaves)
 
 
 def comm_d(data: bytes | bytearray | memoryview) -> bytes:

@@ -291,6 +291,32 @@ done:
     return res;
 }
 
+/* merkle_root_of(leaves) -> 32 bytes: the root without storing the tree (GIL released). */
+static PyObject *py_merkle_root_of(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer leaves;
+    if (!PyArg_ParseTuple(args, "y*:merkle_root_of", &leaves)) return NULL;
+    PyObject *res = NULL;
+    uint8_t *out;
+    int rc;
+    size_t n = check_leaves(&leaves, 0, "merkle_root_of");
+    if (n == 0) goto done;
+    if ((res = new_bytes(32, &out)) == NULL) goto done;
+    Py_BEGIN_ALLOW_THREADS
+    rc = sd_merkle_root_of(leaves.buf, n, out);
+    Py_END_ALLOW_THREADS
+    if (rc != 0) {
+        Py_CLEAR(res);
+        if (rc == -2)
+            PyErr_NoMemory();
+        else
+            FAIL("merkle_root_of: invalid arguments");
+    }
+done:
+    PyBuffer_Release(&leaves);
+    return res;
+}
+
 /* indices (a sequence of ints) -> malloc'd uint64 array, each checked < n. */
 static uint64_t *parse_indices(PyObject *seq, size_t n, Py_ssize_t *count, const char *fn) {
     PyObject *fast = PySequence_Fast(seq, "indices must be a sequence of ints");
@@ -427,6 +453,8 @@ PyMethodDef sd_merkle_methods[] = {
      METH_VARARGS | METH_KEYWORDS, "merkle_tree_into(leaves, out, drop=0) -> None"},
     {"merkle_root", (PyCFunction)(void (*)(void))py_merkle_root, METH_VARARGS | METH_KEYWORDS,
      "merkle_root(leaves, tree, drop=0) -> 32 bytes"},
+    {"merkle_root_of", py_merkle_root_of, METH_VARARGS,
+     "merkle_root_of(leaves) -> root, without storing the tree"},
     {"merkle_paths", py_merkle_paths, METH_VARARGS,
      "merkle_paths(leaves, tree, drop, indices) -> concatenated paths"},
     {"merkle_verify_paths", py_merkle_verify_paths, METH_VARARGS,

@@ -116,6 +116,34 @@ int sd_merkle_build(const uint8_t *leaves, size_t n_leaves, unsigned drop, uint8
     return 0;
 }
 
+int sd_merkle_root_of(const uint8_t *leaves, size_t n_leaves, uint8_t root[32]) {
+    int d = sd_merkle_depth(n_leaves);
+    if (d < 0 || leaves == NULL) return -1;
+    if (d == 0) {
+        memcpy(root, leaves, 32);
+        return 0;
+    }
+    /* Each batch of 2^blog leaves reduces (in L2) to one node in `tops`; then tops reduce. */
+    unsigned blog = (unsigned)d < BATCH_LOG ? (unsigned)d : BATCH_LOG;
+    size_t batch = (size_t)1 << blog, n_tops = n_leaves >> blog;
+    uint8_t *scratch = malloc(batch / 2 * 32), *tops = malloc(n_tops * 32);
+    if (scratch == NULL || tops == NULL) {
+        free(scratch);
+        free(tops);
+        return -2;
+    }
+    for (size_t b = 0; b < n_tops; b++)
+        reduce(leaves + 32 * (b << blog), batch, blog, scratch, tops + 32 * b);
+    if (n_tops > 1) {
+        unsigned up = (unsigned)d - blog;
+        reduce(tops, n_tops, up, tops, tops);
+    }
+    memcpy(root, tops, 32);
+    free(scratch);
+    free(tops);
+    return 0;
+}
+
 int sd_merkle_root(const uint8_t *leaves, const uint8_t *tree, size_t n_leaves, unsigned drop,
                    uint8_t root[32]) {
     int d = check(n_leaves, drop);

@@ -30,6 +30,10 @@ int sd_merkle_build(const uint8_t *leaves, size_t n_leaves, unsigned drop, uint8
 int sd_merkle_root(const uint8_t *leaves, const uint8_t *tree, size_t n_leaves, unsigned drop,
                    uint8_t root[32]);
 
+/* The root over n_leaves leaves without storing the tree (memory: one 2^12-leaf batch and
+ * n_leaves / 2^12 batch roots; no fresh output pages to fault in). -2 if out of memory. */
+int sd_merkle_root_of(const uint8_t *leaves, size_t n_leaves, uint8_t root[32]);
+
 /* The opening path of leaf `index`: depth sibling hashes, bottom-up, written to `path`
  * (32 * depth bytes). `leaves` is needed only when drop > 0. */
 int sd_merkle_path(const uint8_t *leaves, const uint8_t *tree, size_t n_leaves, unsigned drop,

@@ -138,6 +138,12 @@ def merkle_root(leaves: bytes, tree: bytes, drop: int = 0) -> bytes:
     return bytes(leaves[:32]) if n == 1 else bytes(tree[-32:])
 
 
+def merkle_root_of(leaves: bytes) -> bytes:
+    """The root over ``leaves`` (what ``merkle_root(leaves, merkle_tree(leaves))`` returns)."""
+    _check_leaves(leaves, 0, "merkle_root_of")
+    return bytes(_rows(leaves)[-1])
+
+
 def _check_indices(indices: Sequence[int], n: int, fn: str) -> None:
     for i, index in enumerate(indices):
         if not isinstance(index, int):

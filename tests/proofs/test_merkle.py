@@ -217,3 +217,21 @@ def test_tree_into_a_buffer_equals_tree(impl: ModuleType) -> None:
         assert bytes(out) == impl.merkle_tree(leaves, drop)
         with pytest.raises(ProofError, match="out must be"):
             impl.merkle_tree_into(leaves, bytearray(len(out) + 32), drop)
+
+
+@pytest.mark.parametrize("log_n", [0, 1, 3, 11, 12, 13, 15])
+def test_root_of_equals_built_tree_root_and_twin(log_n: int) -> None:
+    # Sizes around the C build's 2^12-leaf batch: a single batch, exactly one, several.
+    leaves = bytes((i * 29 + log_n) & 0xFF for i in range(32 << log_n))
+    want = merkle.merkle_root(leaves, merkle.merkle_tree(leaves))
+    assert merkle.merkle_root_of(leaves) == want
+    if log_n <= 12:
+        assert reference.merkle_root_of(leaves) == want
+
+
+def test_root_of_bad_sizes() -> None:
+    for bad in (b"", bytes(31), bytes(96)):
+        with pytest.raises(ProofError):
+            merkle.merkle_root_of(bad)
+        with pytest.raises(ProofError):
+            reference.merkle_root_of(bad)
