@@ -52,7 +52,7 @@ def test_round_trip_edge_sizes(size: int, public: bool) -> None:
     assert (key is None) == public
     assert len(manifest.segments) == len(store) == -(-size // SEG)
     assert get(manifest, key, store, [5, 1, 3, 2]) == data
-    if not public and size:
+    if not public and size >= 16:  # a shorter needle can occur in random ciphertext by chance
         assert data[:16] not in b"".join(store[0])  # ciphertext, not plaintext
 
 
