@@ -146,10 +146,16 @@ def _call(home: Path, method: str, path: str, body: dict[str, Any] | None = None
         _fail(exc)
 
 
-def _cell(value: Any) -> str:
+_HEX = set("0123456789abcdef")
+
+
+def _cell(value: Any, short: bool = False) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, sort_keys=True)
-    return "" if value is None else str(value)
+    text = "" if value is None else str(value)
+    if short and len(text) > 16 and set(text) <= _HEX:
+        return text[:12] + "…"  # hashes and keys: a prefix is enough to tell rows apart
+    return text
 
 
 def _print_mapping(title: str, obj: dict[str, Any]) -> None:
@@ -161,28 +167,30 @@ def _print_mapping(title: str, obj: dict[str, Any]) -> None:
     out.print(table)
 
 
-def _print_rows(title: str, rows: list[dict[str, Any]]) -> None:
+def _print_rows(title: str, rows: list[dict[str, Any]], first: tuple[str, ...] = ()) -> None:
     if not rows:
         out.print(f"no {title}")
         return
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
+    columns: list[str] = [c for c in first if any(c in row for row in rows)]
+    if not columns:
+        for row in rows:
+            columns += [k for k in row if k not in columns]
     table = Table(title=title)
     for col in columns:
         table.add_column(col, overflow="fold")
     for row in rows:
-        table.add_row(*(escape(_cell(row.get(c))) for c in columns))
+        table.add_row(*(escape(_cell(row.get(c), short=True)) for c in columns))
     out.print(table)
 
 
-def _show(title: str, answer: Any, as_json: bool, rows_key: str | None = None) -> None:
+def _show(title: str, answer: Any, as_json: bool, rows_key: str | None = None,
+          columns: tuple[str, ...] = ()) -> None:
     if as_json:
         click.echo(json.dumps(answer, sort_keys=True))
         return
     if rows_key is not None and isinstance(answer, dict) and isinstance(answer.get(rows_key),
                                                                         list):
-        _print_rows(title, answer[rows_key])
+        _print_rows(title, answer[rows_key], columns)
         rest = {k: v for k, v in answer.items() if k != rows_key}
         if rest:
             _print_mapping(f"{title} (summary)", rest)
@@ -208,7 +216,9 @@ def status(home: Path, as_json: bool) -> None:
 @click.pass_obj
 def deals(home: Path, as_json: bool) -> None:
     """This provider's deals (local and on-chain state)."""
-    _show("deals", _call(home, "GET", "/v1/deals"), as_json, "deals")
+    _show("deals", _call(home, "GET", "/v1/deals"), as_json, "deals",
+          ("deal", "state", "chain_state", "size", "received", "start", "end", "price",
+           "client", "reason"))
 
 
 @main.command()
