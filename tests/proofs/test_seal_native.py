@@ -230,3 +230,40 @@ def test_c_seal_peak_memory_is_three_layers_whatever_l() -> None:
     layer = 32 * n
     assert growth[6] < 3.5 * layer, growth
     assert growth[6] < growth[2] + layer // 2, growth
+
+
+_SEAL_SCRIPT = """
+import sys, proofs
+from proofs import hashing, seal as S
+n = int(sys.argv[1])
+data = bytes((i * 37 + 5) & 0xFF for i in range(32 * n))
+out = bytearray(32 * n)
+c = S.seal(data, bytes(range(32)), 3, out)
+keep = [n // 2, n - 1]
+cols, kept = proofs.native.sdr_label(bytes(range(32)), n, 3, None, bytearray(32 * n), True, keep)
+h = [c.comm_r.hex(), bytes(out).hex()[:64], cols.hex()[-64:], kept.hex()]
+print(hashing.blake3_backend(), *h)
+"""
+
+
+def test_c_seal_same_on_portable_and_simd_paths() -> None:
+    # The two-way AVX2 compression pipeline and the one-at-a-time portable path must agree
+    # (sizes around the prologue and the last nodes: 2 nodes, and a few thousand).
+    import subprocess
+    import sys
+
+    for n in (2, 4, 1 << 12):
+        runs = {}
+        for portable in ("0", "1"):
+            env = dict(os.environ, STORAGED_BLAKE3_PORTABLE=portable)
+            res = subprocess.run(
+                [sys.executable, "-c", _SEAL_SCRIPT, str(n)],
+                capture_output=True,
+                text=True,
+                check=True,
+                env=env,
+            )
+            backend, *values = res.stdout.split()
+            runs[portable] = values
+            assert (backend == "portable") == (portable == "1")
+        assert runs["0"] == runs["1"], n
