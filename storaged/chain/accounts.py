@@ -21,8 +21,12 @@ from storaged.store import schema
 
 ACCOUNT_FIELDS: dict[str, type] = {"balance": int, "nonce": int, "escrow": int, "locked": int}
 TOTALS_FIELDS: dict[str, type] = {"minted": int, "burned": int}
-PARAMS_FIELDS: dict[str, type] = {"min_fee": int, "max_txs_per_block": int,
-                                  "min_provider_collateral": int, "gov_min_delay": int}
+PARAMS_FIELDS: dict[str, type] = {
+    "min_fee": int, "max_txs_per_block": int, "min_provider_collateral": int,
+    "gov_min_delay": int, "proof_profile": int, "max_sector_size": int, "ticket_max_age": int,
+    "seed_delay": int, "proving_period": int, "fault_fee_bps": int, "max_faulty_periods": int,
+    "early_termination_fee_bps": int, "evidence_slash_bps": int, "unbond_delay": int,
+}
 
 
 @dataclass(slots=True)
@@ -55,12 +59,39 @@ class Params:
     of transactions cannot make a block arbitrarily slow to apply; a provider locks at least
     ``min_provider_collateral`` when it registers; a governance change takes effect at least
     ``gov_min_delay`` blocks after it is proposed.
+
+    Sector and proof parameters (all integers; see :mod:`storaged.chain.sectors`):
+
+    - ``proof_profile``: layers and challenge counts, 0 devnet, 1 small, 2 default
+      (:data:`PROOF_PROFILES` names the :mod:`proofs.profiles` entry); the sector size is
+      the deal's ``size``, a power of two from 4 KiB to ``max_sector_size``.
+    - ``ticket_max_age``: a precommit's ticket height is at most this many blocks old.
+    - ``seed_delay``: the PoRep seed is drawn at precommit height + ``seed_delay``.
+    - ``proving_period``: blocks per PoSt period (periods are aligned to the deal start).
+    - ``fault_fee_bps``: basis points of the deal's collateral burned per faulty period.
+    - ``max_faulty_periods``: more consecutive faulty periods terminate the deal.
+    - ``early_termination_fee_bps``: collateral burned when a provider terminates a deal.
+    - ``evidence_slash_bps``: bond burned from an equivocating validator.
+    - ``unbond_delay``: blocks between ``unbond`` and the funds' return to the balance.
     """
 
     min_fee: int = 1
     max_txs_per_block: int = 5000
     min_provider_collateral: int = 100
     gov_min_delay: int = 10
+    proof_profile: int = 0
+    max_sector_size: int = 256 << 20
+    ticket_max_age: int = 20
+    seed_delay: int = 2
+    proving_period: int = 10
+    fault_fee_bps: int = 500
+    max_faulty_periods: int = 3
+    early_termination_fee_bps: int = 2000
+    evidence_slash_bps: int = 1000
+    unbond_delay: int = 20
+
+
+PROOF_PROFILES = {0: "devnet", 1: "small", 2: "default"}
 
 
 def _load(state: StateOverlay, key: bytes, fields: dict[str, type], what: str) -> dict[str, int]:

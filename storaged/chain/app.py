@@ -30,6 +30,7 @@ from storaged.chain.errors import ChainError, InvalidBlock, StateCorrupt, ensure
 from storaged.chain.providers import Provider
 from storaged.chain.state import EntryProof, StateOverlay, prove_entry
 from storaged.chain.tx import decode_tx
+from storaged.chain.verifier import NATIVE, ProofVerifier
 from storaged.store import schema
 from storaged.store.kv import KV
 
@@ -92,17 +93,40 @@ def _persist(
         batch.put(schema.chain_block_hash_key(block_hash), schema.u64(h.height))
         batch.put(schema.chain_commit_key(h.height), certificate)
         batch.put(schema.chain_receipts_key(h.height), encoding.encode(receipts))
+        for index, receipt in enumerate(receipts):
+            batch.put(schema.chain_tx_index_key(receipt["tx"]),
+                      schema.u64(h.height) + schema.u32(index))
         batch.put(schema.CHAIN_HEAD, encoding.encode(
             {"height": h.height, "hash": block_hash, "time": h.time,
              "state_root": h.state_root}))
 
 
+def read_receipt(kv: KV, tx_hash: bytes) -> dict[str, Any] | None:
+    """The committed receipt of ``tx_hash`` with ``"height"`` and ``"index"``, or None.
+
+    Raises:
+        StateCorrupt: the tx index points at missing or short receipts.
+    """
+    where = kv.get(schema.chain_tx_index_key(tx_hash))
+    if where is None:
+        return None
+    height, index = int.from_bytes(where[:8], "big"), int.from_bytes(where[8:12], "big")
+    raw = kv.get(schema.chain_receipts_key(height))
+    receipts = encoding.decode(raw) if raw is not None else None
+    if not isinstance(receipts, list) or index >= len(receipts):
+        raise StateCorrupt(f"tx index names receipt {index} at height {height}, not stored")
+    out: dict[str, Any] = dict(receipts[index])
+    out["height"], out["index"] = height, index
+    return out
+
+
 class ChainApp:
     """The application interface consensus calls; owns the chain's KV."""
 
-    def __init__(self, kv: KV, chain_id: str) -> None:
+    def __init__(self, kv: KV, chain_id: str, verifier: ProofVerifier = NATIVE) -> None:
         self.kv = kv
         self.chain_id = chain_id
+        self.verifier = verifier
 
     def head(self) -> Head:
         """The last committed block.
@@ -145,7 +169,8 @@ class ChainApp:
                 break
             trial = state.child()
             try:
-                apply_tx(trial, decode_tx(raw, self.chain_id), Context(height, params))
+                apply_tx(trial, decode_tx(raw, self.chain_id),
+                         Context(height, params, self.verifier))
             except ChainError:
                 continue  # an invalid or now-stale tx is left out, never blocks the others
             trial.merge_into(state)
@@ -161,7 +186,7 @@ class ChainApp:
 
     def _check(self, block: Block) -> tuple[StateOverlay, list[dict[str, Any]]]:
         state = StateOverlay(self.kv)
-        receipts = apply_block(state, block, self._parent())
+        receipts = apply_block(state, block, self._parent(), self.verifier)
         return state, receipts
 
     def validate(self, block_bytes: bytes) -> None:
@@ -182,6 +207,30 @@ class ChainApp:
         state, receipts = self._check(block)
         _persist(self.kv, state, block, certificate, receipts)
         return block.header.hash()
+
+    def check_tx(self, raw: bytes) -> None:
+        """Raise unless ``raw`` would apply on committed state as the next block's transaction.
+
+        Decodes, then applies in a throwaway overlay at height head + 1 (nothing is written).
+        The mempool calls it; a later block may still refuse the tx (state moves on).
+
+        Raises:
+            ChainError: the specific rule the transaction breaks (its leaf).
+        """
+        state = StateOverlay(self.kv)
+        tx = decode_tx(raw, self.chain_id)
+        apply_tx(state, tx, Context(self.head().height + 1, accounts.load_params(state),
+                                    self.verifier))
+
+    def receipt(self, tx_hash: bytes) -> dict[str, Any] | None:
+        """The receipt of a committed transaction plus its ``"height"`` and ``"index"``.
+
+        None when no committed block holds ``tx_hash``.
+
+        Raises:
+            StateCorrupt: the tx index points at missing or short receipts.
+        """
+        return read_receipt(self.kv, tx_hash)
 
     def account(self, public_key: bytes) -> Account:
         """Committed account of ``public_key``."""

@@ -23,6 +23,7 @@ from typing import Any
 from storaged.chain import accounts, encoding, randomness, vrf
 from storaged.chain.apply import apply_tx
 from storaged.chain.context import Context
+from storaged.chain.verifier import NATIVE, ProofVerifier
 from storaged.chain.cron import end_of_block
 from storaged.chain.errors import InvalidBlock, MalformedEncoding, ensure
 from storaged.chain.state import StateOverlay
@@ -110,7 +111,9 @@ class Parent:
     time: int
 
 
-def apply_block(state: StateOverlay, block: Block, parent: Parent) -> list[dict[str, Any]]:
+def apply_block(
+    state: StateOverlay, block: Block, parent: Parent, verifier: ProofVerifier = NATIVE
+) -> list[dict[str, Any]]:
     """Check ``block`` against ``parent`` and apply it to ``state``; returns the receipts.
 
     Every transaction must be valid: a block with one bad transaction is rejected whole (the
@@ -136,7 +139,7 @@ def apply_block(state: StateOverlay, block: Block, parent: Parent) -> list[dict[
     ensure(h.txs_root == txs_root(block.txs), InvalidBlock, "txs_root does not match the txs")
     randomness.check_beacon(state, h.height, h.proposer, h.beacon, h.beacon_proof)
     randomness.store_beacon(state, h.height, h.beacon)
-    ctx = Context(h.height, params)
+    ctx = Context(h.height, params, verifier)
     receipts = [apply_tx(state, decode_tx(raw, h.chain), ctx) for raw in block.txs]
     end_of_block(state, h.height)
     ensure(h.state_root == state.root(), InvalidBlock, "state_root does not match")

@@ -1,10 +1,11 @@
-"""What a transaction sees of its block: height and the parameters in force."""
+"""What a transaction sees of its block: height, the parameters in force, the proof verifier."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from storaged.chain.accounts import Params
+from storaged.chain.verifier import NATIVE, ProofVerifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,3 +14,4 @@ class Context:
 
     height: int
     params: Params
+    verifier: ProofVerifier = field(default=NATIVE)

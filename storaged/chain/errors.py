@@ -42,6 +42,26 @@ class InvalidTransaction(ChainError):
     """A transaction field breaks a rule (bad amount, unknown kind, self-transfer...)."""
 
 
+class UnknownObject(InvalidTransaction):
+    """The transaction names a deal, sector or account record the chain does not have."""
+
+
+class InvalidState(InvalidTransaction):
+    """The deal or sector is not in a state that allows this transition."""
+
+
+class InvalidProof(InvalidTransaction):
+    """A PoRep, PoSt or equivocation proof does not verify."""
+
+
+class WrongPeriod(InvalidTransaction):
+    """A PoSt is outside its proving period's window, or the period is already proven."""
+
+
+class DuplicateEvidence(InvalidTransaction):
+    """This equivocation evidence was already used to slash."""
+
+
 class InvalidBlock(ChainError):
     """A block header breaks a rule (height, parent, time, state root, tx limit...)."""
 

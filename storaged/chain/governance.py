@@ -26,7 +26,13 @@ from storaged.chain.tx import Tx
 from storaged.store import schema
 
 MIN_VALUES = {"min_fee": 0, "max_txs_per_block": 1, "min_provider_collateral": 0,
-              "gov_min_delay": 1}
+              "gov_min_delay": 1, "proof_profile": 0, "max_sector_size": 4096,
+              "ticket_max_age": 1, "seed_delay": 1, "proving_period": 1, "fault_fee_bps": 0,
+              "max_faulty_periods": 0, "early_termination_fee_bps": 0,
+              "evidence_slash_bps": 0, "unbond_delay": 1}
+# Upper bounds where a larger value has no meaning (basis points, profile numbers).
+MAX_VALUES = {"proof_profile": 2, "fault_fee_bps": 10_000, "early_termination_fee_bps": 10_000,
+              "evidence_slash_bps": 10_000}
 PROPOSAL_FIELDS: dict[str, type] = {"param": str, "value": int, "effective": int,
                                     "votes": list, "status": str}
 
@@ -59,6 +65,8 @@ def propose(state: StateOverlay, tx: Tx, sender: accounts.Account, ctx: Context)
     ensure(body["param"] in MIN_VALUES, InvalidTransaction, f"unknown param {body['param']!r}")
     ensure(body["value"] >= MIN_VALUES[body["param"]], InvalidTransaction,
            f"{body['param']} below its floor {MIN_VALUES[body['param']]}")
+    ensure(body["value"] <= MAX_VALUES.get(body["param"], body["value"]), InvalidTransaction,
+           f"{body['param']} above its ceiling {MAX_VALUES.get(body['param'])}")
     ensure(body["effective"] >= ctx.height + ctx.params.gov_min_delay, InvalidTransaction,
            f"effective height must be >= {ctx.height + ctx.params.gov_min_delay}")
     accounts.store_account(state, tx.sender, sender)

@@ -10,8 +10,8 @@ Prefix table (a prefix is never reused for another table; add new tables at the 
 |---|---|---|
 | 0x01 | META: schema version and per-store metadata | store |
 | 0x10-0x1F | share store index | ``storaged.store.shares`` |
-| 0x20-0x2F | chain: blocks, commits, receipts, head | ``storaged.chain`` |
-| 0x30-0x3F | chain state (accounts, providers, deals, params, votes) | ``storaged.chain`` |
+| 0x20-0x2F | chain: blocks, commits, receipts, head, tx index | ``storaged.chain`` |
+| 0x30-0x3F | chain state (accounts, providers, deals, sectors, params, votes) | ``storaged.chain`` |
 | 0x40-0x4F | consensus write-ahead log | ``storaged.chain.consensus`` |
 | 0x50-0x5F | provider market: local deals, sectors, proving schedule | ``storaged.node`` |
 | 0x60-0x6F | client: files put from this home | ``storaged.client.records`` |
@@ -260,3 +260,41 @@ def sector_fault_key(sector: int, seq: int) -> bytes:
 def sector_fault_prefix(sector: int) -> bytes:
     """Prefix of every fault event of ``sector``."""
     return SECTOR_FAULT + u64(sector)
+
+
+CHAIN_TX_INDEX = b"\x25"  # + hash32 tx hash -> u64 height + u32 index in the block (receipts)
+STATE_SECTOR = b"\x3a"  # + 32-byte provider key + u64 sector number -> CBOR sector record
+STATE_POST_DUE = b"\x3b"  # + u64 close height + provider + u64 sector -> b"" (open period)
+STATE_DEAL_PARTY = b"\x3c"  # + 32-byte party key + u64 deal id -> b"" (client or provider)
+STATE_EVIDENCE = b"\x3d"  # + hash32 evidence bytes -> u64 height it was used at
+STATE_UNBOND = b"\x3e"  # + u64 release height + 32-byte key -> u64 amount pending
+
+
+def chain_tx_index_key(tx_hash: bytes) -> bytes:
+    """Key of the (height, index) of a committed transaction."""
+    return CHAIN_TX_INDEX + hash32(tx_hash)
+
+
+def state_sector_key(provider: bytes, number: int) -> bytes:
+    """State key of a provider's sector."""
+    return STATE_SECTOR + hash32(provider) + u64(number)
+
+
+def state_post_due_key(close: int, provider: bytes, number: int) -> bytes:
+    """Index entry of a sector's open proving period, ordered by its last height."""
+    return STATE_POST_DUE + u64(close) + hash32(provider) + u64(number)
+
+
+def state_deal_party_key(party: bytes, deal_id: int) -> bytes:
+    """Index entry of a deal under one of its parties."""
+    return STATE_DEAL_PARTY + hash32(party) + u64(deal_id)
+
+
+def state_evidence_key(evidence_hash: bytes) -> bytes:
+    """Key marking equivocation evidence (by its 32-byte hash) as used."""
+    return STATE_EVIDENCE + hash32(evidence_hash)
+
+
+def state_unbond_key(release: int, validator: bytes) -> bytes:
+    """Key of a pending unbond released at ``release``."""
+    return STATE_UNBOND + u64(release) + hash32(validator)
