@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 CSRC   := $(wildcard proofs/csrc/*.c proofs/csrc/*.h)
 
-.PHONY: all run test bench lint fmt clean
+.PHONY: all run demo test bench lint fmt clean
 
 all: test
 
@@ -24,7 +24,11 @@ $(STAMP): $(VENV)/bin/python pyproject.toml setup.py
 	$(PY) setup.py --quiet build_ext --inplace
 	touch .stamp-native
 
+# A 6-provider devnet in .devnet/ (reused across runs); Ctrl-C stops every provider.
 run: .stamp-native
+	$(PY) -m cli.storaged_cmd devnet --providers 6 --dir .devnet
+
+demo: .stamp-native
 	$(PY) -m cli.demo
 
 test: .stamp-native
