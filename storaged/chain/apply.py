@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from storaged.chain import accounts, deals, governance, providers
+from storaged.chain import accounts, deals, governance, providers, sectors, slashing
 from storaged.chain.context import Context
 from storaged.chain.errors import (
     BadNonce,
@@ -72,6 +72,13 @@ HANDLERS: dict[str, Callable[[StateOverlay, Tx, accounts.Account, Context], None
     "gov_propose": governance.propose,
     "gov_vote": governance.vote,
     "publish_deal": deals.publish,
+    "precommit_sector": sectors.precommit,
+    "provecommit_sector": sectors.provecommit,
+    "submit_post": sectors.submit_post,
+    "declare_fault": sectors.declare_fault,
+    "terminate_deal": sectors.terminate,
+    "report_evidence": slashing.report_evidence,
+    "unbond": slashing.unbond,
 }
 
 

@@ -23,11 +23,11 @@ from typing import Any
 from storaged.chain import accounts, encoding, randomness, vrf
 from storaged.chain.apply import apply_tx
 from storaged.chain.context import Context
-from storaged.chain.verifier import NATIVE, ProofVerifier
 from storaged.chain.cron import end_of_block
 from storaged.chain.errors import InvalidBlock, MalformedEncoding, ensure
 from storaged.chain.state import StateOverlay
 from storaged.chain.tx import decode_tx
+from storaged.chain.verifier import NATIVE, ProofVerifier
 
 BLOCK_VERSION = 1
 HEADER_FIELDS: dict[str, type] = {

@@ -11,11 +11,24 @@ Deal proposal v1 (canonical CBOR), signed by BOTH parties, each over
 bytes(64)}``, sent by the provider.  On publish the client's payment ``price * (end - start)``
 moves from its free escrow to ``locked``, and so does the provider's collateral.
 
-Deal record (``0x38 || u64 id``): ``{"proposal": map, "state": text, "history":
-[[state, reason, height], ...]}``.  A deal not activated by its start epoch becomes
-EXPIRED_UNACTIVATED in the cron: the client's payment returns to its free escrow and the
-provider's collateral is burned (slashed).  Epochs are block heights.  Activation (sectors,
-PoRep) and the later states are not built yet.
+The proposal's ``piece`` is ``proofs.seal.comm_d`` of the zero-padded piece and ``size`` the
+padded size: a power of two from 4096 to ``params.max_sector_size`` (one deal per sector of
+exactly that size).
+
+Deal record (``0x38 || u64 id``)::
+
+    {"proposal": map, "state": text, "history": [[state, reason, height], ...],
+     "sector": uint | null (the provider's sector number once precommitted),
+     "settled": uint (client payment already paid to the provider or refunded),
+     "burned": uint (collateral burned so far)}
+
+Party index (``0x3C || party || u64 id`` -> b""): every deal under its client and provider.
+
+States: PUBLISHED -> ACTIVE (PoRep verified, :mod:`storaged.chain.sectors`) -> COMPLETED
+(at the end: collateral left returns to the provider's escrow) | TERMINATED_EARLY (provider
+quits) | TERMINATED_FAULT (too many faulty periods).  A deal not activated by its start epoch
+becomes EXPIRED_UNACTIVATED in the cron: the client's payment returns to its free escrow and
+the provider's collateral is burned (slashed).  Epochs are block heights.
 """
 
 from __future__ import annotations
@@ -43,9 +56,15 @@ PROPOSAL_TAG = b"storaged-deal-proposal-v1\x00"
 PROPOSAL_FIELDS: dict[str, type] = {"piece": bytes, "size": int, "client": bytes,
                                     "provider": bytes, "price": int, "start": int, "end": int,
                                     "collateral": int}
-DEAL_FIELDS: dict[str, type] = {"proposal": dict, "state": str, "history": list}
+DEAL_FIELDS: dict[str, type] = {"proposal": dict, "state": str, "history": list,
+                                "sector": object, "settled": int, "burned": int}
 PUBLISHED = "PUBLISHED"
 EXPIRED_UNACTIVATED = "EXPIRED_UNACTIVATED"
+ACTIVE = "ACTIVE"
+COMPLETED = "COMPLETED"
+TERMINATED_EARLY = "TERMINATED_EARLY"
+TERMINATED_FAULT = "TERMINATED_FAULT"
+MIN_SIZE = 4096
 
 
 def proposal_payload(chain_id: str, proposal: dict[str, Any]) -> bytes:
@@ -88,7 +107,10 @@ def publish(state: StateOverlay, tx: Tx, sender: accounts.Account, ctx: Context)
         ensure(0 <= p[name] < 1 << 64, MalformedEncoding, f"proposal.{name} out of range")
     ensure(tx.sender == p["provider"], InvalidTransaction, "only the provider publishes")
     ensure(p["client"] != p["provider"], InvalidTransaction, "client and provider must differ")
-    ensure(p["size"] > 0, InvalidTransaction, "deal size must be positive")
+    size = p["size"]
+    ensure(MIN_SIZE <= size <= ctx.params.max_sector_size and size & (size - 1) == 0,
+           InvalidTransaction,
+           f"deal size {size} is not a power of two in 4096..{ctx.params.max_sector_size}")
     ensure(p["start"] > ctx.height, InvalidTransaction, "deal start must be in the future")
     ensure(p["end"] > p["start"], InvalidTransaction, "deal end must follow its start")
     payload = proposal_payload(tx.chain, p)
@@ -108,8 +130,11 @@ def publish(state: StateOverlay, tx: Tx, sender: accounts.Account, ctx: Context)
     raw_next = state.get(schema.STATE_DEAL_NEXT_ID)
     deal_id = 0 if raw_next is None else int.from_bytes(raw_next, "big")
     state.put(schema.STATE_DEAL_NEXT_ID, schema.u64(deal_id + 1))
-    _store(state, deal_id, {"proposal": p, "state": PUBLISHED,
-                            "history": [[PUBLISHED, "published", ctx.height]]})
+    store_deal(state, deal_id, {"proposal": p, "state": PUBLISHED,
+                                "history": [[PUBLISHED, "published", ctx.height]],
+                                "sector": None, "settled": 0, "burned": 0})
+    state.put(schema.state_deal_party_key(p["client"], deal_id), b"")
+    state.put(schema.state_deal_party_key(p["provider"], deal_id), b"")
     state.put(schema.state_deal_pending_key(p["start"], deal_id), b"")
 
 
@@ -119,13 +144,27 @@ def load_deal(state: StateOverlay, deal_id: int) -> dict[str, Any] | None:
     if raw is None:
         return None
     try:
-        return encoding.require_map(encoding.decode(raw), DEAL_FIELDS, "deal")
+        deal = encoding.require_map(encoding.decode(raw), DEAL_FIELDS, "deal")
+        ensure(deal["sector"] is None or type(deal["sector"]) is int, MalformedEncoding,
+               "deal.sector must be an integer or null")
+        return deal
     except MalformedEncoding as exc:
         raise StateCorrupt(f"stored deal {deal_id} is malformed: {exc}") from exc
 
 
-def _store(state: StateOverlay, deal_id: int, deal: dict[str, Any]) -> None:
+def store_deal(state: StateOverlay, deal_id: int, deal: dict[str, Any]) -> None:
+    """Stage a deal record."""
     state.put(schema.state_deal_key(deal_id), encoding.encode(deal))
+
+
+def _expire_sector(state: StateOverlay, provider: bytes, number: int, height: int) -> None:
+    raw = state.get(schema.state_sector_key(provider, number))
+    if raw is None:
+        raise StateCorrupt(f"deal names missing sector {number}")
+    rec = encoding.decode(raw)
+    rec["state"] = "EXPIRED"
+    rec["history"].append(["EXPIRED", "deal not activated by its start", height])
+    state.put(schema.state_sector_key(provider, number), encoding.encode(rec))
 
 
 def expire_unactivated(state: StateOverlay, height: int) -> None:
@@ -156,8 +195,11 @@ def expire_unactivated(state: StateOverlay, height: int) -> None:
         provider.locked -= p["collateral"]
         accounts.store_account(state, p["provider"], provider)
         totals.burned += p["collateral"]
+        deal["settled"], deal["burned"] = payment(p), p["collateral"]
         deal["state"] = EXPIRED_UNACTIVATED
         deal["history"].append([EXPIRED_UNACTIVATED, "not activated by start epoch", height])
-        _store(state, deal_id, deal)
+        store_deal(state, deal_id, deal)
+        if deal["sector"] is not None:
+            _expire_sector(state, p["provider"], deal["sector"], height)
         state.delete(key)
     accounts.store_totals(state, totals)

@@ -19,6 +19,16 @@ Bodies by kind (all amounts are unsigned integers below 2**64):
 | ``gov_propose`` | ``{"param": text, "value": uint, "effective": uint height}`` |
 | ``publish_deal`` | ``{"proposal": map, "client_sig": bytes(64), "provider_sig": bytes(64)}`` |
 | ``gov_vote`` | ``{"proposal": bytes(32) tx hash of the gov_propose}`` |
+| ``precommit_sector`` | ``{"sector", "deal", "ticket_height": uint, "comm_r": bytes(32)}`` |
+| ``provecommit_sector`` | ``{"sector": uint, "proof": bytes}`` (PoRep, porep format v1) |
+| ``submit_post`` | ``{"posts": [{"sector": uint, "period": uint, "proof": bytes}, ...]}`` (<= 64) |
+| ``declare_fault`` | ``{"sectors": [uint, ...]}`` (<= 64) |
+| ``terminate_deal`` | ``{"deal": uint}`` |
+| ``report_evidence`` | ``{"evidence": bytes}`` (anyone; consensus equivocation evidence) |
+| ``unbond`` | ``{"amount": uint}`` (bond -> balance after ``unbond_delay`` blocks) |
+
+Sector rules: :mod:`storaged.chain.sectors`; evidence and unbonding:
+:mod:`storaged.chain.slashing`.
 
 Signature: ed25519 (PyNaCl) over ``tag(kind) || chain_id_utf8 || blake3(encode(Tx))`` where
 ``tag(kind) = b"storaged-tx-" + kind + b"-v1\\x00"``.  A distinct tag per kind means a signature
@@ -51,6 +61,13 @@ BODY_FIELDS: dict[str, dict[str, type]] = {
     "gov_propose": {"param": str, "value": int, "effective": int},
     "gov_vote": {"proposal": bytes},
     "publish_deal": {"proposal": dict, "client_sig": bytes, "provider_sig": bytes},
+    "precommit_sector": {"sector": int, "deal": int, "comm_r": bytes, "ticket_height": int},
+    "provecommit_sector": {"sector": int, "proof": bytes},
+    "submit_post": {"posts": list},
+    "declare_fault": {"sectors": list},
+    "terminate_deal": {"deal": int},
+    "report_evidence": {"evidence": bytes},
+    "unbond": {"amount": int},
 }
 TX_FIELDS: dict[str, type] = {
     "v": int, "chain": str, "kind": str, "from": bytes, "nonce": int, "fee": int, "body": dict,
