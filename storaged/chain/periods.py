@@ -11,8 +11,9 @@ For every sector whose current period's last height is this block (the post-due 
   escrow.  More than ``max_faulty_periods`` faulty periods in a row: TERMINATED_FAULT (the
   remaining collateral burned, the client's unsettled payment refunded).
 
-After the deal's last period, a deal still ACTIVE is COMPLETED: the collateral left returns
-to the provider's escrow.  Otherwise the sector is scheduled for its next period.
+Otherwise the sector is scheduled for its next period; after the last one, for ``end``: at
+height ``end`` a deal still ACTIVE is COMPLETED and the collateral left returns to the
+provider's escrow.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ def close_periods(state: StateOverlay, height: int) -> None:
 def _close_one(state: StateOverlay, params: Params, provider: bytes, number: int,
                rec: dict[str, Any], deal: dict[str, Any], height: int) -> None:
     p = deal["proposal"]
+    if height >= p["end"]:
+        # the completion entry scheduled after the last period
+        sectors.end_deal(state, rec["deal"], deal, deals.COMPLETED, "deal ended", height, burn=0)
+        return
     length = params.proving_period
     period = sectors.period_at(p, height, length)
     first, last = sectors.period_bounds(p, period, length)
@@ -97,7 +102,7 @@ def _close_one(state: StateOverlay, params: Params, provider: bytes, number: int
                          f"faulty for {rec['streak']} periods in a row", height,
                          burn=p["collateral"] - deal["burned"])
     elif last + 1 >= p["end"]:
-        sectors.end_deal(state, rec["deal"], deal, deals.COMPLETED, "deal ended", height, burn=0)
+        state.put(schema.state_post_due_key(p["end"], provider, number), b"")
     else:
         _, next_close = sectors.period_bounds(p, period + 1, length)
         state.put(schema.state_post_due_key(next_close, provider, number), b"")

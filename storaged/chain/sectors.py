@@ -350,3 +350,4 @@ def end_deal(state: StateOverlay, deal_id: int, deal: dict[str, Any], new: str, 
         period = period_at(p, height, params.proving_period)
         _, close = period_bounds(p, max(period, 0), params.proving_period)
         state.delete(schema.state_post_due_key(close, p["provider"], number))
+        state.delete(schema.state_post_due_key(p["end"], p["provider"], number))

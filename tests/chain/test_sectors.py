@@ -65,8 +65,11 @@ def test_activation_payments_and_completion() -> None:
         assert acct.balance == base.balance + (n + 1) * PERIOD_PAY - fees
         assert env.view.account(pk(CLIENT)).locked == client0.locked - (n + 1) * PERIOD_PAY
     deal = env.view.deal(s.deal)
+    assert deal is not None and deal["state"] == "ACTIVE"  # paid out, ends at `end`
+    env.until(END)
+    deal = env.view.deal(s.deal)
     assert deal is not None and deal["state"] == "COMPLETED"
-    assert deal["history"][-1] == ["COMPLETED", "deal ended", END - 1]
+    assert deal["history"][-1] == ["COMPLETED", "deal ended", END]
     acct = env.view.account(pk(PROVIDER))
     assert acct.locked == 0 and acct.escrow == base.escrow + COLLATERAL
     assert env.view.account(pk(CLIENT)).locked == 0
