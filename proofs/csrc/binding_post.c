@@ -28,6 +28,22 @@ static int as_u64(PyObject *o, uint64_t *out) {
     return 0;
 }
 
+/* n_nodes as a Python int: anything that is not a u64 (negative, >= 2^64) is a bad node count
+ * (ProofError, like the twin), not a silently wrapped one. */
+static int node_count(PyObject *o, unsigned long long *out, const char *fn) {
+    if (!PyLong_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "%s: n_nodes must be an int", fn);
+        return -1;
+    }
+    *out = PyLong_AsUnsignedLongLong(o);
+    if (*out == (unsigned long long)-1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return -1;
+        PyErr_Clear();
+        *out = 0; /* rejected by check_args */
+    }
+    return 0;
+}
+
 /* k outside 0 .. 2^32-1 can never match a proof's u32 count: the twin returns False. */
 static int k_in_range(long long k) { return k >= 0 && k <= 0xFFFFFFFFLL; }
 
@@ -36,13 +52,17 @@ static PyObject *py_verify_post(PyObject *self, PyObject *args) {
     (void)self;
     Py_buffer cr, rnd, proof;
     PyObject *sector_obj;
+    PyObject *n_obj;
     long long k;
     unsigned long long n;
-    if (!PyArg_ParseTuple(args, "y*Oy*LKy*:verify_post", &cr, &sector_obj, &rnd, &k, &n, &proof))
+    if (!PyArg_ParseTuple(args, "y*Oy*LOy*:verify_post", &cr, &sector_obj, &rnd, &k, &n_obj,
+                          &proof))
         return NULL;
     PyObject *res = NULL;
     uint64_t sector;
-    if (check_args(&rnd, n, "verify_post") != 0 || as_u64(sector_obj, &sector) != 0) goto done;
+    if (node_count(n_obj, &n, "verify_post") != 0 || check_args(&rnd, n, "verify_post") != 0 ||
+        as_u64(sector_obj, &sector) != 0)
+        goto done;
     if (cr.len != 32 || !k_in_range(k)) {
         res = PyBool_FromLong(0);
         goto done;
@@ -72,16 +92,18 @@ typedef struct {
  * All items are parsed (buffers held) first, then verified with the GIL released. */
 static PyObject *py_verify_post_batch(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *items_obj;
+    PyObject *items_obj, *n_obj;
     Py_buffer rnd;
     long long k;
     unsigned long long n;
-    if (!PyArg_ParseTuple(args, "Oy*LK:verify_post_batch", &items_obj, &rnd, &k, &n))
+    if (!PyArg_ParseTuple(args, "Oy*LO:verify_post_batch", &items_obj, &rnd, &k, &n_obj))
         return NULL;
     PyObject *res = NULL, *seq = NULL;
     item_t *items = NULL;
     Py_ssize_t count = 0;
-    if (check_args(&rnd, n, "verify_post_batch") != 0) goto done;
+    if (node_count(n_obj, &n, "verify_post_batch") != 0 ||
+        check_args(&rnd, n, "verify_post_batch") != 0)
+        goto done;
     seq = PySequence_Fast(items_obj, "verify_post_batch: items must be a sequence");
     if (seq == NULL) goto done;
     count = PySequence_Fast_GET_SIZE(seq);
@@ -136,13 +158,16 @@ done:
 static PyObject *py_post_challenges(PyObject *self, PyObject *args) {
     (void)self;
     Py_buffer rnd;
-    PyObject *sector_obj;
+    PyObject *sector_obj, *n_obj;
     long long k;
     unsigned long long n;
-    if (!PyArg_ParseTuple(args, "y*OLK:post_challenges", &rnd, &sector_obj, &k, &n)) return NULL;
+    if (!PyArg_ParseTuple(args, "y*OLO:post_challenges", &rnd, &sector_obj, &k, &n_obj))
+        return NULL;
     PyObject *res = NULL;
     uint64_t sector, *out = NULL;
-    if (check_args(&rnd, n, "post_challenges") != 0 || as_u64(sector_obj, &sector) != 0) goto done;
+    if (node_count(n_obj, &n, "post_challenges") != 0 ||
+        check_args(&rnd, n, "post_challenges") != 0 || as_u64(sector_obj, &sector) != 0)
+        goto done;
     if (k < 0) k = 0; /* the twin's range(k) is empty */
     if (k > 0xFFFFFFFFLL) {
         sd_raise_proof_error("post_challenges: k must be < 2^32");

@@ -96,6 +96,9 @@ def test_bad_parameters_raise_like_twin() -> None:
             fn(bytes(32), 1, RAND, K, N - 1, proof)
         with pytest.raises(OverflowError):
             fn(bytes(32), -1, RAND, K, N, proof)
+        for n in (-N, N + (1 << 64), 0):  # never wrapped into a valid count
+            with pytest.raises(ProofError, match="power of two"):
+                fn(bytes(32), 1, RAND, K, n, proof)
     with pytest.raises(ProofError, match="power of two"):
         S.verify_post_batch([(bytes(32), 1, proof)], RAND, K, 3)
     with pytest.raises(TypeError):
