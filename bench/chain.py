@@ -7,19 +7,28 @@ apply + supply check + state root) and (c) ``ChainApp.commit`` (the same plus on
 Target: >= 1,000 transfers/s through apply_block.
 """
 
+# ruff: noqa: E402  (sys.path must be fixed before the proofs import, see below)
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
+from pathlib import Path
+from typing import Any
+
+# Run as a script, bench/ is sys.path[0] and bench/proofs.py would shadow the proofs package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import nacl.signing
 
+from proofs import seal
 from storaged.chain import encoding
 from storaged.chain.accounts import Params
 from storaged.chain.app import ChainApp, init_genesis
 from storaged.chain.deals import sign_proposal
 from storaged.chain.tx import sign_tx, signing_payload
+from storaged.chain.view import ChainView
 from storaged.store.kv import LevelKV
 
 CHAIN = "bench"
@@ -88,7 +97,101 @@ def bench_deals(keys: list[nacl.signing.SigningKey], n: int) -> None:
         kv.close()
     print(f"publish_deal: {n} in one block")
     print(f"  apply_block + LevelDB commit (synced): {n / commit_s:10,.0f} tx/s")
-    print("submit_post: not measured (no sector/PoSt transactions yet; proofs API pending)")
+    bench_post(keys[:4], 64)
+
+
+def bench_post(providers: list[nacl.signing.SigningKey], per: int) -> None:
+    """submit_post: ``len(providers) * per`` real 4 KiB PoSts verified in C in one block.
+
+    Sets up ``per`` ACTIVE sectors per provider (real seal + PoRep, devnet profile), then
+    times validate and commit of the block holding one 64-post ``submit_post`` per provider.
+    """
+    client = nacl.signing.SigningKey(b"\x99" * 32)
+    pks = [bytes(k.verify_key) for k in providers]
+    cpk = bytes(client.verify_key)
+    start, size = 60, 4096
+    with tempfile.TemporaryDirectory() as tmp:
+        kv = LevelKV(tmp, sync=True)
+        init_genesis(kv, CHAIN, {pk: 10**12 for pk in [*pks, cpk]},
+                     Params(min_fee=1, max_txs_per_block=5000, proving_period=10), 0)
+        app = ChainApp(kv, CHAIN)
+        view = ChainView(kv)
+        nonces: dict[bytes, int] = {}
+
+        def tx(key: nacl.signing.SigningKey, kind: str, body: dict[str, Any]) -> bytes:
+            pk = bytes(key.verify_key)
+            nonces[pk] = nonces.get(pk, -1) + 1
+            return sign_tx(key, CHAIN, kind, nonces[pk], 1, body)
+
+        def block(txs: list[bytes]) -> None:
+            head = app.head()
+            raw = app.propose(head.height + 1, head.time + 1, providers[0], txs)
+            app.commit(raw, b"")
+
+        block([tx(k, "escrow_deposit", {"amount": 10**9}) for k in [*providers, client]])
+        datas = {(i, s): os.urandom(size) for i in range(len(providers)) for s in range(per)}
+        pubs = []
+        for (i, _s), data in datas.items():
+            p = {"piece": seal.comm_d(data), "size": size, "client": cpk, "provider": pks[i],
+                 "price": 1, "start": start, "end": start + 100, "collateral": 10}
+            pubs.append(tx(providers[i], "publish_deal", {
+                "proposal": p, "client_sig": sign_proposal(client, CHAIN, p),
+                "provider_sig": sign_proposal(providers[i], CHAIN, p)}))
+        block(pubs)
+        t = app.head().height
+        deal_of = {}
+        for deal_id, d in view.deals_of(cpk):
+            deal_of[(pks.index(d["proposal"]["provider"]), d["proposal"]["piece"])] = deal_id
+        sealed = {}
+        pre = []
+        layers = view.profile().layers
+        for (i, s), data in datas.items():
+            rid = seal.replica_id(pks[i], s, seal.comm_d(data), view.ticket(t))
+            out = bytearray(size)
+            comms = seal.seal(data, rid, layers, out)
+            sealed[(i, s)] = (rid, out, comms)
+            pre.append(tx(providers[i], "precommit_sector", {
+                "sector": s, "deal": deal_of[(i, seal.comm_d(data))], "comm_r": comms.comm_r,
+                "ticket_height": t}))
+        block(pre)
+        block([])
+        block([])
+        prof = view.profile()
+        proves = []
+        for (i, s), (rid, out, _comms) in sealed.items():
+            seed = view.porep_seed(pks[i], s)
+            assert seed is not None
+            proof = seal.prove_porep(datas[(i, s)], out, rid, prof.layers, s, seed,
+                                     prof.porep_challenges)
+            proves.append(tx(providers[i], "provecommit_sector", {"sector": s, "proof": proof}))
+        for at in range(0, len(proves), 16):  # PoRep proofs are ~40 KB: 16 per block
+            block(proves[at:at + 16])
+        while app.head().height < start - 1:
+            block([])
+        posts = []
+        for i, key in enumerate(providers):
+            entries = []
+            for due in view.post_due(pks[i], start):
+                _rid, out, comms = sealed[(i, due.sector)]
+                entries.append({"sector": due.sector, "period": due.period,
+                                "proof": seal.prove_post(out, comms.comm_c, due.challenges)})
+            assert len(entries) == per
+            posts.append(tx(key, "submit_post", {"posts": entries}))
+        head = app.head()
+        raw = app.propose(head.height + 1, head.time + 1, providers[0], posts)
+        t0 = time.perf_counter()
+        app.validate(raw)
+        validate_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        app.commit(raw, b"")
+        commit_s = time.perf_counter() - t0
+        assert all(rec["proven"] == 0 for i in range(len(providers))
+                   for _n, rec in view.sectors_of(pks[i]))
+        kv.close()
+    n = len(providers) * per
+    print(f"submit_post: {n} real 4 KiB PoSts ({len(providers)} txs) in one block")
+    print(f"  apply_block (validate, no write):      {n / validate_s:10,.0f} proofs/s")
+    print(f"  apply_block + LevelDB commit (synced): {n / commit_s:10,.0f} proofs/s")
 
 
 if __name__ == "__main__":
