@@ -226,7 +226,9 @@ def deals(home: Path, as_json: bool) -> None:
 @click.pass_obj
 def sectors(home: Path, as_json: bool) -> None:
     """Sectors and their sealing state."""
-    _show("sectors", _call(home, "GET", "/v1/sectors"), as_json, "sectors")
+    _show("sectors", _call(home, "GET", "/v1/sectors"), as_json, "sectors",
+          ("sector", "deal", "state", "size", "precommit_height", "active_height", "error",
+           "events"))
 
 
 @main.command()
@@ -234,7 +236,8 @@ def sectors(home: Path, as_json: bool) -> None:
 @click.pass_obj
 def proving(home: Path, as_json: bool) -> None:
     """The proving schedule and recent PoSt results."""
-    _show("proving", _call(home, "GET", "/v1/proving"), as_json)
+    _show("proving", _call(home, "GET", "/v1/proving"), as_json, "sectors",
+          ("sector", "deal", "state", "last_post", "next_window", "faults"))
 
 
 @main.group(invoke_without_command=True)
