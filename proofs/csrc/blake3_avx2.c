@@ -89,6 +89,19 @@ TGT static inline void load_words4(const uint8_t *at, __m256i o[4]) {
     o[3] = _mm256_unpackhi_epi64(t1, t3);
 }
 
+/* The inverse of load_words4 for outputs: words 4q..4q+3 of the eight outputs (one word per
+ * vector, output j in lane j) go to out + 32 j + 16 q; output j and j + 4 share the two
+ * 128-bit halves of one in-lane transposed vector, stored half by half. */
+TGT static inline void store_words4(const __m256i w[4], uint8_t *at) {
+    __m256i t0 = _mm256_unpacklo_epi32(w[0], w[1]), t1 = _mm256_unpackhi_epi32(w[0], w[1]);
+    __m256i t2 = _mm256_unpacklo_epi32(w[2], w[3]), t3 = _mm256_unpackhi_epi32(w[2], w[3]);
+    __m256i x[4] = {_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2),
+                    _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)};
+    for (int j = 0; j < 4; j++)
+        _mm256_storeu2_m128i((__m128i *)(void *)(at + 32 * (j + 4)),
+                             (__m128i *)(void *)(at + 32 * j), x[j]);
+}
+
 /* Eight messages of 64 bytes at in + 64*j; eight 32-byte outputs at out + 32*j. */
 TGT static void hash8(const uint32_t key[8], const uint8_t *in, uint8_t *out) {
     __m256i m[16], v[16];
@@ -115,10 +128,10 @@ TGT static void hash8(const uint32_t key[8], const uint8_t *in, uint8_t *out) {
         G8(3, 4, 9, 14, m[s[14]], m[s[15]]);
     }
     /* Transpose 8 words x 8 lanes into 8 contiguous 32-byte outputs. */
-    __m256i h[8], o[8];
+    __m256i h[8];
     for (int i = 0; i < 8; i++) h[i] = XOR(v[i], v[i + 8]);
-    transpose8(h, o);
-    for (int j = 0; j < 8; j++) _mm256_storeu_si256((__m256i *)(void *)(out + 32 * j), o[j]);
+    store_words4(h, out);
+    store_words4(h + 4, out + 16);
 }
 
 TGT void sd_b3_keyed_hash64_many_avx2(const uint32_t key[8], const uint8_t *in, size_t n,
