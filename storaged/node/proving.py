@@ -1,9 +1,9 @@
 """The prover: a PoSt for every active sector in every proving window.
 
 On every committed head the prover asks the chain what is due (``view.post_due(me, height)``:
-sector, deal, period, window ``[open, close)``, challenge indices) and, for each entry not yet
-proven, maps the replica and its stored Merkle tree read-only and builds the PoSt in a worker
-thread from the challenged leaves and their paths only (:func:`build_post`, byte-identical to
+sector, deal, period, window ``open..close`` inclusive, challenge indices) and, for each entry
+not yet proven, maps the replica and its stored Merkle tree read-only and builds the PoSt in
+a worker thread from the challenged leaves and their paths only (:func:`build_post`, identical to
 ``proofs.seal.prove_post``, which would re-hash the whole sector), checking every opening
 against the sector's ``comm_r_last`` before sending it.  All proofs of one head go in ONE
 ``submit_post`` tx.  A proof is sent as soon as its window opens; if the tx is refused or
@@ -12,7 +12,7 @@ margin is the rest of the window).
 
 A replica that does not open (missing, truncated, corrupted) is declared faulty at once
 (:func:`storaged.node.scrub.declare_fault`); the scrubber recovers it.  ``[proofs]
-post_margin`` blocks before the next window of a sector (the previous window's ``close``) the
+post_margin`` blocks before the next window of a sector (the previous window's ``close + 1``) the
 prover re-checks the whole replica, so a bad one is declared before its window opens.
 
 Per sector the last outcome (height, period, ok, error) is stored (``sector_post_key``) for
@@ -100,7 +100,8 @@ def prove_from_store(store: SectorStore, sector: int, size: int, comm_c: bytes,
 
 
 def _due_fields(due: Any) -> tuple[int, int, int, int, list[int]]:
-    return (int(due.sector), int(due.period), int(due.open), int(due.close),
+    # The chain's ``close`` is the window's last height; internally windows are half-open.
+    return (int(due.sector), int(due.period), int(due.open), int(due.close) + 1,
             [int(c) for c in due.challenges])
 
 

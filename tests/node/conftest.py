@@ -84,6 +84,18 @@ class SealingEnv:
                 await chain.wait_height(chain.head().height + 1, timeout=seconds)
             return result
 
+    def deal_state(self, deal_id: int) -> str:
+        """The chain's state of ``deal_id``."""
+        deal = self.env.chain.view().deal(deal_id)
+        assert deal is not None, f"deal {deal_id} is not on chain"
+        return str(deal["state"])
+
+    def chain_sector(self, number: int) -> dict[str, Any]:
+        """The chain's record of the provider's sector ``number``."""
+        rec = self.env.chain.view().sector(bytes(self.env.provider_key.verify_key), number)
+        assert rec is not None, f"sector {number} is not on chain"
+        return rec
+
     async def push_deal(self, data: bytes) -> tuple[int, bytes]:
         """Client side: propose a deal for ``data`` and push the piece."""
         deal_id, comm_d = await self.env.deal_for(data)

@@ -7,11 +7,7 @@ import json
 import os
 from pathlib import Path
 
-import pytest
 import trio
-
-pytest.importorskip("storaged.chain.view", reason="chain sector rules (contracts section 1) "
-                    "not in the tree yet")
 
 from storaged.node import sectors as sec
 from storaged.node.sectors import Sector
@@ -34,9 +30,8 @@ async def test_posts_keep_the_deal_active_and_pay_the_provider(tmp_path: Path) -
         app = s.env.chain.app
         before = app.account(me).total()
         await s.until(lambda: s.prover.ok_count >= 2, seconds=60)
-        view = s.env.chain.view()
-        assert view.deal(rec.deal)["state"] == "ACTIVE"
-        assert view.sector(me, rec.sector)["state"] == "ACTIVE"
+        assert s.deal_state(rec.deal) == "ACTIVE"
+        assert s.chain_sector(rec.sector)["state"] == "ACTIVE"
         assert s.prover.missed_count == 0
         assert app.account(me).total() > before  # payments exceed the tx fees
         last = s.sealer.store.last_post(rec.sector)
@@ -52,7 +47,7 @@ async def test_posts_keep_the_deal_active_and_pay_the_provider(tmp_path: Path) -
 async def test_a_corrupted_replica_is_declared_then_recovered(tmp_path: Path) -> None:
     async with sealing_env(tmp_path, scrub_interval=1) as s:
         rec = await activated(s, os.urandom(20_000))
-        me = bytes(s.env.provider_key.verify_key)
+        bytes(s.env.provider_key.verify_key)
         path = s.sealer.store.replica_path(rec.sector)
         overwrite(path, 10_000, b"\xff\x00\xff\x00")  # bit rot in the middle
         # The scrubber finds it and declares it before any PoSt is missed ...
@@ -66,9 +61,8 @@ async def test_a_corrupted_replica_is_declared_then_recovered(tmp_path: Path) ->
         events = [e["event"] for e in s.sealer.store.events(done.sector)]
         assert events[:2] == ["fault", "declared"]
         assert "resealed" in events and events[-1] == "recovered"
-        view = s.env.chain.view()
-        assert view.sector(me, rec.sector)["state"] == "ACTIVE"
-        assert view.deal(rec.deal)["state"] == "ACTIVE"
+        assert s.chain_sector(rec.sector)["state"] == "ACTIVE"
+        assert s.deal_state(rec.deal) == "ACTIVE"
         assert s.prover.missed_count == 0
         assert path.read_bytes()[10_000:10_004] != b"\xff\x00\xff\x00"
 
@@ -100,14 +94,14 @@ async def test_without_the_unsealed_piece_a_fault_stays_declared(tmp_path: Path)
         await s.until(lambda: any(e["event"] == "recovery_failed"
                                   for e in s.sealer.store.events(rec.sector)), seconds=30)
         assert s.sealer.store.require(rec.sector).state == sec.FAULTY
-        assert s.env.chain.view().sector(me, rec.sector)["state"] == "FAULTY"
+        assert s.chain_sector(rec.sector)["state"] == "FAULTY"
         failed = [e for e in s.sealer.store.events(rec.sector) if e["event"] == "recovery_failed"]
         assert "not on disk" in failed[0]["reason"]
         # Let the sector's current window close (or a full period pass): still no proof.
         proofs_sent = s.prover.ok_count
         head = s.env.chain.head().height
         due = s.env.chain.view().post_due(me, head)
-        until = due[0].close if due else head + 12
+        until = due[0].close + 1 if due else head + 12
         await s.until(lambda: s.env.chain.head().height >= until, seconds=30)
         assert s.prover.ok_count == proofs_sent  # nothing was proven for a bad replica
         assert s.sealer.store.require(rec.sector).state == sec.FAULTY
@@ -116,11 +110,13 @@ async def test_without_the_unsealed_piece_a_fault_stays_declared(tmp_path: Path)
 async def test_a_sector_is_retired_when_its_deal_ends(tmp_path: Path) -> None:
     async with sealing_env(tmp_path, duration=25) as s:
         rec = await activated(s, os.urandom(20_000))
-        end = s.env.chain.view().deal(rec.deal)["proposal"]["end"]
+        deal = s.env.chain.view().deal(rec.deal)
+        assert deal is not None
+        end = deal["proposal"]["end"]
         done = await s.until(lambda: (r := s.sealer.store.require(rec.sector)).state
                              == sec.DONE and r, seconds=30)
         assert s.env.chain.head().height >= end
-        assert s.env.chain.view().deal(rec.deal)["state"] == "COMPLETED"
+        assert s.deal_state(rec.deal) == "COMPLETED"
         assert not s.sealer.store.replica_path(rec.sector).exists()
         assert not s.sealer.store.tree_path(rec.sector).exists()
         assert "COMPLETED" in done.error

@@ -7,11 +7,7 @@ import json
 import os
 from pathlib import Path
 
-import pytest
 import trio
-
-pytest.importorskip("storaged.chain.view", reason="chain sector rules (contracts section 1) "
-                    "not in the tree yet")
 
 from storaged.chain import block as block_mod
 from storaged.chain.tx import decode_tx
@@ -43,7 +39,7 @@ async def test_a_pushed_piece_is_sealed_and_its_deal_activated(tmp_path: Path) -
         assert rec.state == sec.ACTIVE, rec.error
         view = s.env.chain.view()
         me = bytes(s.env.provider_key.verify_key)
-        assert view.deal(deal_id)["state"] == "ACTIVE"
+        assert s.deal_state(deal_id) == "ACTIVE"
         on_chain = view.sector(me, rec.sector)
         assert on_chain is not None and on_chain["comm_r"] == rec.comm_r
         assert rec.comm_d == comm_d and rec.size == 64 << 10
@@ -71,7 +67,7 @@ async def test_restart_between_precommit_and_provecommit_resumes(tmp_path: Path)
                 await s.sealer.changed.wait()
         s.stop()  # "crash" while waiting for the seed: nothing beyond the precommit is done
         me = bytes(s.env.provider_key.verify_key)
-        assert s.env.chain.view().deal(deal_id)["state"] == "PUBLISHED"
+        assert s.deal_state(deal_id) == "PUBLISHED"
         assert s.env.chain.view().sector(me, rec.sector) is not None
         # Worse: the crash came after the precommit committed but before the local record
         # said so.  The resumed job must find it on chain instead of sending it again.
@@ -80,7 +76,7 @@ async def test_restart_between_precommit_and_provecommit_resumes(tmp_path: Path)
         done = await s.until(lambda: (r := s.sealer.store.require(rec.sector)).state
                              in (sec.ACTIVE, sec.FAILED) and r, seconds=60)
         assert done.state == sec.ACTIVE, done.error
-        assert s.env.chain.view().deal(deal_id)["state"] == "ACTIVE"
+        assert s.deal_state(deal_id) == "ACTIVE"
         # The precommit was sent once; the resumed job did not re-seal or re-send it.
         assert len(tx_kinds(s, "precommit_sector")) == 1
         assert done.ticket_height == rec.ticket_height and done.comm_r == rec.comm_r
