@@ -37,7 +37,7 @@ from proofs import seal as proofs_seal
 from proofs.errors import ProofError
 from proofs.profiles import Profile
 from storaged.chain.access import ChainAccess, NotCommitted, TxSender
-from storaged.chain.errors import ChainError
+from storaged.chain.errors import ChainError, InvalidState, UnknownObject
 from storaged.config import Config
 from storaged.errors import IntegrityError, NotFound, ResourceError
 from storaged.node import sectors as sec
@@ -271,11 +271,18 @@ class Sealer:
             try:
                 receipt = await self.sender.send_and_wait("precommit_sector", body,
                                                           timeout=TX_TIMEOUT)
-            except ChainError as exc:
-                # Most likely the ticket aged out while we waited: seal again with a new one.
-                log.warning("precommit of sector %d refused (%s); re-sealing", rec.sector, exc)
-                return self._update(rec, state=sec.RECEIVED, attempts=rec.attempts + 1,
+            except (InvalidState, UnknownObject) as exc:
+                # The deal is gone, taken or no longer PUBLISHED: no new ticket helps.
+                return self._update(rec, state=sec.FAILED, attempts=rec.attempts + 1,
                                     error=f"precommit refused: {exc}")
+            except ChainError as exc:
+                # Most likely the ticket aged out while we waited: seal again with a new one
+                # (a bounded number of times: each try costs a seal).
+                attempts = rec.attempts + 1
+                log.warning("precommit of sector %d refused (%s)", rec.sector, exc)
+                return self._update(
+                    rec, state=sec.RECEIVED if attempts < MAX_ATTEMPTS else sec.FAILED,
+                    attempts=attempts, error=f"precommit refused: {exc}")
             height = int(receipt["height"])
         else:
             if on_chain.get("comm_r") not in (None, rec.comm_r):
