@@ -68,7 +68,7 @@ def _close_one(state: StateOverlay, params: Params, provider: bytes, number: int
         # the completion entry scheduled after the last period
         sectors.end_deal(state, rec["deal"], deal, deals.COMPLETED, "deal ended", height, burn=0)
         return
-    length = params.proving_period
+    length = rec["period_len"]
     period = sectors.period_at(p, height, length)
     first, last = sectors.period_bounds(p, period, length)
     due = int(p["price"]) * (last - first + 1)

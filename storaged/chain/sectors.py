@@ -8,7 +8,9 @@ Sector record (``0x3A || provider(32) || u64 number``), canonical CBOR::
     {"state": text, "deal": uint, "comm_d": bytes(32), "comm_r": bytes(32), "size": uint,
      "ticket_height": uint, "precommit_height": uint, "seed_height": uint,
      "proven": int (last proven period, -1 before the first), "streak": uint (consecutive
-     faulty periods), "history": [[state, reason, height], ...]}
+     faulty periods), "period_len": uint (``proving_period`` fixed at precommit, so a
+     governance change never moves a live sector's periods), "history": [[state, reason,
+     height], ...]}
 
 States: PRECOMMITTED -> ACTIVE (PoRep verified) -> FAULTY (missed or declared) -> ACTIVE
 (recovered by a PoSt) ...; final: COMPLETED, TERMINATED_EARLY, TERMINATED_FAULT, EXPIRED.
@@ -18,7 +20,7 @@ Randomness (:func:`storaged.chain.randomness.randomness`):
 - ticket of height t: ``randomness(b"ticket", t, b"")``; replica id =
   ``proofs.seal.replica_id(provider, number, comm_d, ticket)``.
 - PoRep seed: ``randomness(b"porep-seed", seed_height, provider || u64be(number))``.
-- PoSt period p of a deal (P = ``proving_period``) covers heights ``[start + p*P,
+- PoSt period p of a deal (P = the sector's ``period_len``) covers heights ``[start + p*P,
   min(start + (p+1)*P, end))``; its challenge randomness is ``randomness(b"post",
   start + p*P - 1, provider || u64be(number))`` and the challenged leaves are
   ``proofs.seal.post_challenges(that, number, k_post, size // 32)``.
@@ -57,7 +59,7 @@ FAULTY = "FAULTY"
 SECTOR_FIELDS: dict[str, type] = {
     "state": str, "deal": int, "comm_d": bytes, "comm_r": bytes, "size": int,
     "ticket_height": int, "precommit_height": int, "seed_height": int, "proven": int,
-    "streak": int, "history": list,
+    "streak": int, "period_len": int, "history": list,
 }
 MAX_POSTS = 64
 TICKET_TAG = b"ticket"
@@ -133,9 +135,9 @@ def post_randomness(state: StateOverlay, proposal: dict[str, Any], provider: byt
 
 
 def post_challenges(state: StateOverlay, proposal: dict[str, Any], provider: bytes, number: int,
-                    period: int, params: Params) -> list[int]:
-    """The challenged leaves of period ``period`` of the sector."""
-    rand = post_randomness(state, proposal, provider, number, period, params.proving_period)
+                    period: int, params: Params, length: int) -> list[int]:
+    """The challenged leaves of period ``period`` (periods of ``length`` blocks)."""
+    rand = post_randomness(state, proposal, provider, number, period, length)
     return seal.post_challenges(rand, number, proof_profile(params).post_challenges,
                                 int(proposal["size"]) // 32)
 
@@ -183,6 +185,7 @@ def precommit(state: StateOverlay, tx: Tx, sender: accounts.Account, ctx: Contex
         "state": PRECOMMITTED, "deal": deal_id, "comm_d": p["piece"], "comm_r": body["comm_r"],
         "size": p["size"], "ticket_height": t, "precommit_height": ctx.height,
         "seed_height": seed_height, "proven": -1, "streak": 0,
+        "period_len": params.proving_period,
         "history": [[PRECOMMITTED, "precommitted", ctx.height]]})
     deal["sector"] = number
     deals.store_deal(state, deal_id, deal)
@@ -222,7 +225,7 @@ def provecommit(state: StateOverlay, tx: Tx, sender: accounts.Account, ctx: Cont
     deal["history"].append([deals.ACTIVE, f"sector {number} proven", ctx.height])
     deals.store_deal(state, rec["deal"], deal)
     state.delete(schema.state_deal_pending_key(p["start"], rec["deal"]))
-    _, close = period_bounds(p, 0, ctx.params.proving_period)
+    _, close = period_bounds(p, 0, rec["period_len"])
     state.put(schema.state_post_due_key(close, tx.sender, number), b"")
     accounts.store_account(state, tx.sender, sender)
 
@@ -253,11 +256,11 @@ def submit_post(state: StateOverlay, tx: Tx, sender: accounts.Account, ctx: Cont
         ensure(rec["state"] in (ACTIVE, FAULTY), InvalidState,
                f"sector {number} is {rec['state']}")
         p = _deal(state, rec["deal"])["proposal"]
-        first, last = period_bounds(p, period, params.proving_period)
+        first, last = period_bounds(p, period, rec["period_len"])
         ensure(first <= ctx.height <= last, WrongPeriod,
                f"period {period} of sector {number} is open at heights {first}..{last}")
         ensure(period > rec["proven"], WrongPeriod, f"period {period} already proven")
-        rand = post_randomness(state, p, tx.sender, number, period, params.proving_period)
+        rand = post_randomness(state, p, tx.sender, number, period, rec["period_len"])
         ok = ctx.verifier.verify_post(rec["comm_r"], number, rand, prof.post_challenges,
                                       rec["size"] // 32, entry["proof"])
         ensure(ok, InvalidProof, f"PoSt of sector {number} period {period} does not verify")
@@ -346,8 +349,7 @@ def end_deal(state: StateOverlay, deal_id: int, deal: dict[str, Any], new: str, 
             raise StateCorrupt(f"deal {deal_id} names missing sector {number}")
         _transition(rec, new, reason, height)
         store_sector(state, p["provider"], number, rec)
-        params = accounts.load_params(state)
-        period = period_at(p, height, params.proving_period)
-        _, close = period_bounds(p, max(period, 0), params.proving_period)
+        period = period_at(p, height, rec["period_len"])
+        _, close = period_bounds(p, max(period, 0), rec["period_len"])
         state.delete(schema.state_post_due_key(close, p["provider"], number))
         state.delete(schema.state_post_due_key(p["end"], p["provider"], number))

@@ -151,7 +151,6 @@ class ChainView:
         """
         state = self._state()
         params = accounts.load_params(state)
-        length = params.proving_period
         out = []
         for number, rec in self.sectors_of(provider):
             if rec["state"] not in _LIVE:
@@ -162,11 +161,13 @@ class ChainView:
             p = deal["proposal"]
             if not p["start"] <= height < p["end"]:
                 continue
+            length = rec["period_len"]
             period = sectors.period_at(p, height, length)
             if period <= rec["proven"]:
                 continue
             first, last = sectors.period_bounds(p, period, length)
-            challenges = sectors.post_challenges(state, p, provider, number, period, params)
+            challenges = sectors.post_challenges(state, p, provider, number, period, params,
+                                                 length)
             out.append(PostDue(number, rec["deal"], period, first, last, challenges))
         return out
 
