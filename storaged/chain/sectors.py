@@ -212,6 +212,9 @@ def provecommit(state: StateOverlay, tx: Tx, sender: accounts.Account, ctx: Cont
            f"PoRep at {ctx.height} before the seed height {rec['seed_height']}")
     ensure(ctx.height < p["start"], InvalidTransaction,
            f"PoRep at {ctx.height} not before the deal start {p['start']}")
+    # check_tx runs at head + 1 before that block's beacon exists: the seed must be drawn.
+    ensure(state.get(schema.state_beacon_key(rec["seed_height"])) is not None,
+           InvalidTransaction, f"PoRep seed of height {rec['seed_height']} not drawn yet")
     prof = proof_profile(ctx.params)
     ok = ctx.verifier.verify_porep(
         rec["comm_d"], rec["comm_r"], replica_id_of(state, tx.sender, number, rec),

@@ -9,6 +9,7 @@ from typing import Any
 from proofs import seal
 from storaged.chain.accounts import Params
 from storaged.chain.app import ChainApp
+from storaged.chain.block import decode_block
 from storaged.chain.deals import sign_proposal
 from storaged.chain.tx import sign_tx
 from storaged.chain.view import ChainView
@@ -59,7 +60,6 @@ class Env:
             self.fees[i] = self.fees.get(i, 0) + 1
         block = self.app.propose(self.height() + 1, self.app.head().time + 1, key(0), raws)
         self.app.commit(block, b"cert")
-        from storaged.chain.block import decode_block
         assert len(decode_block(block).txs) == len(raws), "a tx was refused"
 
     def height(self) -> int:

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from proofs import seal
 from storaged.chain.accounts import load_totals
+from storaged.chain.encoding import digest
 from storaged.chain.errors import InvalidProof, InvalidState, InvalidTransaction, WrongPeriod
 from storaged.chain.state import StateOverlay
 from tests.chain.helpers import pk
@@ -159,6 +159,10 @@ def test_porep_rules_other_provider_and_seed_height() -> None:
         env.app.check_tx(env.tx(PROVIDER, "precommit_sector", precommit_body(a, t) | {"sector": 2}))
     rec = env.view.sector(pk(PROVIDER), 1)
     assert rec is not None
+    env.until(rec["seed_height"] - 1)
+    assert env.view.porep_seed(pk(PROVIDER), 1) is None
+    with pytest.raises(InvalidTransaction, match="not drawn yet"):  # valid height, no seed yet
+        env.app.check_tx(env.tx(PROVIDER, "provecommit_sector", {"sector": 1, "proof": b""}))
     env.until(rec["seed_height"])
     proof = porep(env, a)
     # A's replica and proof, claimed by B: B's replica id differs, so it must not verify.
@@ -210,9 +214,7 @@ def test_receipt_by_tx_hash() -> None:
     env = new_env()
     raw = env.tx(CLIENT, "escrow_deposit", {"amount": 5})
     env.block((CLIENT, "escrow_deposit", {"amount": 5}))
-    from storaged.chain.encoding import digest
     receipt = env.app.receipt(digest(raw))
     assert receipt is not None and receipt["height"] == env.height() and receipt["index"] == 0
     assert env.view.receipt(digest(raw)) == receipt
     assert env.app.receipt(b"\x01" * 32) is None
-    assert seal.comm_d(bytes(4096)) != b""
