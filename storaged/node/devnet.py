@@ -112,7 +112,7 @@ def setup(root: Path, providers: int = 6, *, base_port: int | None = None,
                for i, k in enumerate(keys)]
         mk = market or MarketConfig(price_per_gib_epoch=1, capacity_bytes=4 << 30,
                                     min_duration=10, max_deal_bytes=1 << 30,
-                                    min_start_delay=15)
+                                    min_start_delay=15, publish_timeout=25)
         for i, home in enumerate(homes):
             listen = f"/ip4/127.0.0.1/tcp/{ports[2 * i]}"
             cfg = Config(node=NodeConfig(listen=(listen,), chain_id=chain_id,
