@@ -16,8 +16,8 @@
   is more than one height ahead, the driver is stopped, commits are fetched from peers,
   verified against the validator set of each height and applied, then a fresh driver enters
   the next height (its WAL restores anything already signed there);
-- **re-gossip**: transactions submitted here are re-published every ``regossip_s`` until a
-  block includes them.
+- **re-gossip**: transactions submitted here are re-published (with backoff) until a block
+  includes them.
 
 **Why gossip + re-broadcast for votes, and why an envelope.**  Votes and proposals travel on
 gossipsub (one publish reaches every validator; direct streams would need a stream per
@@ -31,8 +31,14 @@ per-node counter, giving each re-send a fresh message id; receivers unwrap it an
 (or the mempool) ignores duplicates cheaply (before checking signatures).  A message that is
 still lost is re-sent a period later; a node that missed a whole height syncs it.
 
-Gossip envelope (canonical CBOR, version 1): ``[1, kind, payload, counter]`` where kind is
-``"tx"`` (payload: a signed tx) or ``"consensus"`` (payload: an encoded proposal or vote).
+Gossip envelope (canonical CBOR, version 1): ``[1, kind, [payload, ...], counter]`` where kind
+is ``"txs"`` (payloads: signed txs, batched up to ``TX_BATCH_BYTES``: libp2p's per-message cost
+(signing, yamux frames, forwarding) dwarfs a tx's size, so one message per tx would cap
+throughput far below the chain's) or ``"consensus"`` (exactly one encoded proposal or vote).
+
+Transactions are re-gossiped with backoff (``regossip_s``, doubling up to
+``MAX_REGOSSIP_S``): a re-send has a fresh id, so it floods the network again, and re-sending
+a large pending backlog at a fixed period while blocks are slow made blocks slower still.
 """
 
 from __future__ import annotations
@@ -76,30 +82,33 @@ log = logging.getLogger(__name__)
 
 ENVELOPE_VERSION = 1
 INCOMING_DEPTH = 8192
+TX_BATCH_BYTES = 56 << 10  # under TXS' 64 KiB message limit, with room for the envelope
+MAX_REGOSSIP_S = 30.0
 RECEIPT_SCAN_DEPTH = 4096  # heights searched back for a receipt not in the in-memory index
 RECEIPT_INDEX_MAX = 200_000  # tx hash -> height entries kept in memory (oldest evicted)
 # Canonical CBOR of a proposal starts: array(8), 1, text(8) "proposal" (messages.py).
 _PROPOSAL_PREFIX = b"\x88\x01\x68proposal"
 
 
-def wrap(kind: str, payload: bytes, counter: int) -> bytes:
+def wrap(kind: str, payloads: list[bytes], counter: int) -> bytes:
     """A gossip envelope (see the module docstring)."""
-    return cbor2.dumps([ENVELOPE_VERSION, kind, payload, counter], canonical=True)
+    return cbor2.dumps([ENVELOPE_VERSION, kind, payloads, counter], canonical=True)
 
 
-def unwrap(data: bytes) -> tuple[str, bytes]:
-    """(kind, payload) of a gossip envelope.
+def unwrap(data: bytes) -> tuple[str, list[bytes]]:
+    """(kind, payloads) of a gossip envelope.
 
     Raises:
-        ValueError: not a version-1 envelope.
+        ValueError: not a version-1 envelope (a consensus envelope holds exactly one).
     """
     try:
         obj = cbor2.loads(data)
     except Exception as exc:
         raise ValueError(f"not CBOR: {exc}") from exc
     if (not isinstance(obj, list) or len(obj) != 4 or obj[0] != ENVELOPE_VERSION
-            or obj[1] not in ("tx", "consensus") or type(obj[2]) is not bytes
-            or type(obj[3]) is not int):
+            or obj[1] not in ("txs", "consensus") or not isinstance(obj[2], list)
+            or not all(type(p) is bytes for p in obj[2]) or type(obj[3]) is not int
+            or (obj[1] == "consensus" and len(obj[2]) != 1)):
         raise ValueError("not a version-1 gossip envelope")
     return obj[1], obj[2]
 
@@ -153,10 +162,18 @@ class ChainNode:
         self._counter = 0
         self._committed = trio.Event()
         self._receipts: dict[bytes, int] = {}
-        self._local: dict[bytes, tuple[bytes, float]] = {}  # our txs: raw, last gossiped
+        # Our own pending txs: raw, when to re-send, current backoff.
+        self._local: dict[bytes, tuple[bytes, float, float]] = {}
+        self._outbox: list[bytes] = []
+        # Consensus messages wait here for the publisher task: the driver must never block
+        # on gossip back-pressure (a slow peer would stall the whole state machine).
+        self._cons_send, self._cons_recv = trio.open_memory_channel[bytes](1024)
+        self.dropped_outgoing = 0
+        self._outbox_ready = trio.Event()
         self._incoming_send, self._incoming_recv = trio.open_memory_channel[bytes | Commit](
             INCOMING_DEPTH)
         self._signer: Signer | None = None
+        self.driver: Driver | None = None  # the running one (for status and metrics)
 
     # -- ChainAccess ------------------------------------------------------------------------
 
@@ -176,7 +193,7 @@ class ChainNode:
 
     async def submit(self, raw_tx: bytes) -> bytes:
         """Admit ``raw_tx`` (CheckTx against committed state + pending), gossip it, return
-        its hash.  It is re-gossiped every ``regossip_s`` until committed.
+        its hash.  It is re-gossiped (backing off from ``regossip_s``) until committed.
 
         Raises:
             ChainError: the specific rule the transaction breaks (nothing is queued).
@@ -184,8 +201,9 @@ class ChainNode:
         """
         tx_hash = self.mempool.add(raw_tx)
         if tx_hash not in self._local:
-            self._local[tx_hash] = (raw_tx, trio.current_time())
-            await self._publish_tx(raw_tx)
+            self._local[tx_hash] = (raw_tx, trio.current_time() + self.regossip_s,
+                                    self.regossip_s)
+            self._queue_tx(raw_tx)
         return tx_hash
 
     async def wait_receipt(self, tx_hash: bytes, timeout: float) -> dict[str, Any]:
@@ -287,6 +305,8 @@ class ChainNode:
                 nursery.start_soon(self._pump, votes)
                 nursery.start_soon(self._pump, blocks)
                 nursery.start_soon(self._regossip_forever)
+                nursery.start_soon(self._send_txs_forever)
+                nursery.start_soon(self._send_consensus_forever)
                 await self._catch_up()
                 task_status.started()
                 await self._consensus_forever()
@@ -312,6 +332,7 @@ class ChainNode:
             driver = Driver(machine, app, self._broadcast, rebroadcast_s=self.rebroadcast_s,
                             commit_pause_s=self.block_interval, on_evidence=self._on_evidence,
                             on_behind=on_behind)
+            self.driver = driver
             async with trio.open_nursery() as nursery:
                 await nursery.start(driver.run, self._incoming_recv, self.app.head().height + 1)
                 await behind.wait()
@@ -353,7 +374,9 @@ class ChainNode:
             raw = sign_tx(self.key, self.chain_id, "report_evidence",
                           self.next_nonce(self.public_key), 1, {"evidence": evidence.encode()})
             tx_hash = self.mempool.add(raw)
-            self._local[tx_hash] = (raw, -self.regossip_s)  # gossiped by the next re-gossip
+            self._local[tx_hash] = (raw, trio.current_time() + self.regossip_s,
+                                    self.regossip_s)
+            self._queue_tx(raw)
         except (ChainError, MempoolFull) as exc:
             log.warning("could not submit evidence against %s: %s", offender, exc)
 
@@ -364,36 +387,63 @@ class ChainNode:
         return self._counter
 
     async def _broadcast(self, message: bytes) -> None:
-        # Proposals carry the block: only BLOCKS allows their size.
-        topic = BLOCKS if message.startswith(_PROPOSAL_PREFIX) else VOTES
-        data = wrap("consensus", message, self._next_counter())
-        if len(data) > topic.max_size:
-            log.error("consensus message of %d bytes exceeds %s", len(data), topic.name)
-            return
-        await self.gossip.publish(topic, data)
+        try:
+            self._cons_send.send_nowait(message)
+        except trio.WouldBlock:
+            self.dropped_outgoing += 1  # the driver re-broadcasts within rebroadcast_s
 
-    async def _publish_tx(self, raw: bytes) -> None:
-        data = wrap("tx", raw, self._next_counter())
-        if len(data) <= TXS.max_size:
-            await self.gossip.publish(TXS, data)
+    async def _send_consensus_forever(self) -> None:
+        async for message in self._cons_recv:
+            # Proposals carry the block: only BLOCKS allows their size.
+            topic = BLOCKS if message.startswith(_PROPOSAL_PREFIX) else VOTES
+            data = wrap("consensus", [message], self._next_counter())
+            if len(data) > topic.max_size:
+                log.error("consensus message of %d bytes exceeds %s", len(data), topic.name)
+                continue
+            await self.gossip.publish(topic, data)
+
+    def _queue_tx(self, raw: bytes) -> None:
+        self._outbox.append(raw)
+        self._outbox_ready.set()
+
+    async def _send_txs_forever(self) -> None:
+        """Publish queued txs in batches: whatever accumulated while the last batch was
+        being published goes out together."""
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready = trio.Event()
+            pending, self._outbox = self._outbox, []
+            batch: list[bytes] = []
+            size = 0
+            for raw in pending:
+                if batch and size + len(raw) > TX_BATCH_BYTES:
+                    await self.gossip.publish(TXS, wrap("txs", batch, self._next_counter()))
+                    batch, size = [], 0
+                if len(raw) <= TX_BATCH_BYTES:
+                    batch.append(raw)
+                    size += len(raw) + 4
+            if batch:
+                await self.gossip.publish(TXS, wrap("txs", batch, self._next_counter()))
 
     async def _pump(self, sub: Subscription) -> None:
         async for msg in sub:
             if msg.origin == self.node.peer_id:
                 continue
             try:
-                kind, payload = unwrap(msg.data)
+                kind, payloads = unwrap(msg.data)
             except ValueError as exc:
                 log.info("gossip from %s dropped: %s", msg.origin, exc)
                 continue
-            if kind == "tx":
-                try:
-                    self.mempool.add(payload)
-                except (ChainError, MempoolFull, StoragedError) as exc:
-                    log.debug("gossiped tx refused: %s", exc)
+            if kind == "txs":
+                for raw in payloads:
+                    try:
+                        self.mempool.add(raw)
+                    except StoragedError as exc:  # ChainError, MempoolFull: the tx's problem
+                        log.debug("gossiped tx refused: %s", exc)
+                await trio.lowlevel.checkpoint()  # a big batch must not starve consensus
                 continue
             try:
-                self._incoming_send.send_nowait(payload)
+                self._incoming_send.send_nowait(payloads[0])
             except trio.WouldBlock:
                 self.dropped_incoming += 1  # recovered by the sender's re-broadcast or sync
 
@@ -401,9 +451,10 @@ class ChainNode:
         while True:
             await trio.sleep(self.regossip_s / 2)  # the re-gossip clock, not synchronisation
             now = trio.current_time()
-            for tx_hash, (raw, sent) in list(self._local.items()):
+            for tx_hash, (raw, due, backoff) in list(self._local.items()):
                 if tx_hash not in self.mempool:
                     self._local.pop(tx_hash, None)
-                elif now - sent >= self.regossip_s:
-                    self._local[tx_hash] = (raw, now)
-                    await self._publish_tx(raw)
+                elif now >= due:
+                    nxt = min(backoff * 2, MAX_REGOSSIP_S)
+                    self._local[tx_hash] = (raw, now + nxt, nxt)
+                    self._queue_tx(raw)

@@ -38,9 +38,9 @@ def block_hashes(node: ChainNode, upto: int) -> list[bytes]:
 
 
 def test_envelope_round_trip_and_rejects_garbage() -> None:
-    assert unwrap(wrap("tx", b"abc", 7)) == ("tx", b"abc")
-    assert wrap("tx", b"abc", 7) != wrap("tx", b"abc", 8)  # a re-send gets a fresh id
-    for bad in (b"\xff", wrap("tx", b"abc", 1)[:-1]):
+    assert unwrap(wrap("txs", [b"abc", b"d"], 7)) == ("txs", [b"abc", b"d"])
+    assert wrap("txs", [b"abc"], 7) != wrap("txs", [b"abc"], 8)  # a re-send: a fresh id
+    for bad in (b"\xff", wrap("txs", [b"abc"], 1)[:-1], wrap("consensus", [b"a", b"b"], 1)):
         try:
             unwrap(bad)
         except ValueError:
@@ -51,7 +51,7 @@ def test_envelope_round_trip_and_rejects_garbage() -> None:
 async def test_four_validators_commit_a_transfer_and_a_follower_syncs(tmp_path: Path) -> None:
     g = genesis(4)
     async with cluster(4) as nodes, trio.open_nursery() as nursery:
-        with trio.fail_after(60):
+        with trio.fail_after(150):
             gossips = [Gossip(n) for n in nodes]
             for gs in gossips:
                 await nursery.start(gs.run)
@@ -60,7 +60,7 @@ async def test_four_validators_commit_a_transfer_and_a_follower_syncs(tmp_path: 
                       for i in range(4)]
             v = [chain(s) for s in stacks]
             tx_hash = await v[0].submit(transfer(CLIENT, 3, 777, 0))
-            receipt = await v[2].wait_receipt(tx_hash, timeout=30)  # gossip reached others
+            receipt = await v[2].wait_receipt(tx_hash, timeout=60)  # gossip reached others
             assert receipt["height"] >= 1
             # A refused tx gets its specific error, nothing queued.
             try:
@@ -69,7 +69,7 @@ async def test_four_validators_commit_a_transfer_and_a_follower_syncs(tmp_path: 
                 pass
             else:
                 raise AssertionError("replayed nonce admitted")
-            await v[0].wait_height(4, timeout=30)
+            await v[0].wait_height(4, timeout=60)
             # A fifth, non-validator node syncs from scratch, then follows by gossip.
             follower = await start_stack(nursery, 5, tmp_path / "f", g, validator=False,
                                          peers=nodes)
@@ -77,7 +77,7 @@ async def test_four_validators_commit_a_transfer_and_a_follower_syncs(tmp_path: 
             assert f.app.head().height >= 4  # caught up before run() reported started
             target = v[0].app.head().height + 3
             for n in [*v, f]:
-                await n.wait_height(target, timeout=30)
+                await n.wait_height(target, timeout=60)
         for n in [*v, f]:
             assert n.app.account(pk(3)).balance == 1_000 + 777
         reference = block_hashes(v[0], target)
@@ -94,26 +94,26 @@ async def test_four_validators_commit_a_transfer_and_a_follower_syncs(tmp_path: 
 async def test_killed_validator_restarts_on_its_home_and_signs_again(tmp_path: Path) -> None:
     g = genesis(4)
     async with trio.open_nursery() as nursery:
-        with trio.fail_after(90):
+        with trio.fail_after(180):
             stacks: list[Stack] = []
             for i in range(4):
                 stacks.append(await start_stack(nursery, i, tmp_path / f"v{i}", g,
                                                 validator=True,
                                                 peers=[s.node for s in stacks]))
-            await chain(stacks[0]).wait_height(3, timeout=30)
+            await chain(stacks[0]).wait_height(3, timeout=60)
             victim = stacks[3]
             await stop_stack(victim)
             down_at = chain(stacks[0]).app.head().height
             # Three of four (30 of 40 power > 2/3) keep committing.
-            await chain(stacks[0]).wait_height(down_at + 4, timeout=40)
+            await chain(stacks[0]).wait_height(down_at + 4, timeout=60)
             restarted = await start_stack(nursery, 3, victim.home, g, validator=True,
                                           peers=[s.node for s in stacks[:3]])
             r = chain(restarted)
             assert r.app.head().height >= down_at + 4  # caught up from its old head
             target = chain(stacks[0]).app.head().height + 3
-            await r.wait_height(target, timeout=40)
+            await r.wait_height(target, timeout=60)
             for s in stacks[:3]:
-                await chain(s).wait_height(target, timeout=40)
+                await chain(s).wait_height(target, timeout=60)
         me = pk(3)
         signed_after = 0
         for h in range(target - 2, target + 1):
