@@ -8,12 +8,14 @@ from typing import Any
 
 from proofs import seal
 from storaged.chain.accounts import Params
-from storaged.chain.app import ChainApp
+from storaged.chain.app import ChainApp, init_genesis
 from storaged.chain.block import decode_block
 from storaged.chain.deals import sign_proposal
+from storaged.chain.providers import Provider
 from storaged.chain.tx import sign_tx
 from storaged.chain.view import ChainView
-from tests.chain.helpers import CHAIN, commit_txs, key, make_app, pk
+from storaged.store.kv import MemoryKV
+from tests.chain.helpers import CHAIN, GENESIS_TIME, commit_txs, key, make_app, pk
 
 PROVIDER, CLIENT, OTHER = 1, 2, 3
 SIZE = 4096
@@ -85,8 +87,15 @@ def publish(env: Env, provider: int, data: bytes, start: int = START, end: int =
     return deals[-1][0]
 
 
-def new_env(params: Params = PARAMS) -> Env:
-    app = make_app({PROVIDER: FUNDS, CLIENT: FUNDS, OTHER: FUNDS}, params=params)
+def new_env(params: Params = PARAMS, validator: bool = False) -> Env:
+    """Funded keys with escrow; ``validator`` makes PROVIDER the sole genesis validator."""
+    if validator:
+        kv = MemoryKV()
+        init_genesis(kv, CHAIN, {pk(i): FUNDS for i in (PROVIDER, CLIENT, OTHER)}, params,
+                     GENESIS_TIME, {pk(PROVIDER): Provider(peer_id="p", collateral=100, bond=10)})
+        app = ChainApp(kv, CHAIN)
+    else:
+        app = make_app({PROVIDER: FUNDS, CLIENT: FUNDS, OTHER: FUNDS}, params=params)
     env = Env(app, ChainView(app.kv))
     env.block((CLIENT, "escrow_deposit", {"amount": 10_000}),
               (PROVIDER, "escrow_deposit", {"amount": 10_000}),

@@ -218,3 +218,25 @@ def test_receipt_by_tx_hash() -> None:
     assert receipt is not None and receipt["height"] == env.height() and receipt["index"] == 0
     assert env.view.receipt(digest(raw)) == receipt
     assert env.app.receipt(b"\x01" * 32) is None
+
+
+def test_governance_change_of_the_period_leaves_live_sectors_alone() -> None:
+    env = new_env(validator=True)
+    s = activate(env)
+    effective = env.height() + 11  # gov_min_delay = 10: lands inside period 1
+    env.block((PROVIDER, "gov_propose", {"param": "proving_period", "value": 7,
+                                         "effective": effective}))
+    assert effective < 19
+    for close in (15, 19, 23):
+        prove_period(env, s, close)
+        due = env.view.post_due(pk(PROVIDER), close)
+        assert due == []  # proven; the window is still the 4-block one
+        env.until(close)
+        rec = env.view.sector(pk(PROVIDER), s.number)
+        assert rec is not None and rec["state"] == "ACTIVE" and rec["streak"] == 0
+        assert rec["period_len"] == 4
+    assert env.view.params().proving_period == 7
+    env.until(END)
+    deal = env.view.deal(s.deal)
+    assert deal is not None and deal["state"] == "COMPLETED"
+    assert deal["settled"] == PRICE * (END - START) and deal["burned"] == 0
