@@ -24,6 +24,9 @@ Deal record (``0x38 || u64 id``)::
 
 Party index (``0x3C || party || u64 id`` -> b""): every deal under its client and provider.
 
+A sector fault or recovery is a sector state (see :mod:`storaged.chain.sectors`); the deal
+stays ACTIVE and its history gets ``[ACTIVE, "sector n FAULTY: reason", height]``.
+
 States: PUBLISHED -> ACTIVE (PoRep verified, :mod:`storaged.chain.sectors`) -> COMPLETED
 (at the end: collateral left returns to the provider's escrow) | TERMINATED_EARLY (provider
 quits) | TERMINATED_FAULT (too many faulty periods).  A deal not activated by its start epoch

@@ -82,7 +82,9 @@ def _close_one(state: StateOverlay, params: Params, provider: bytes, number: int
     else:
         client.escrow += due
         if rec["state"] == sectors.ACTIVE:
-            sectors._transition(rec, sectors.FAULTY, f"missed PoSt period {period}", height)
+            reason = f"missed PoSt period {period}"
+            sectors._transition(rec, sectors.FAULTY, reason, height)
+            deal["history"].append([deal["state"], f"sector {number} FAULTY: {reason}", height])
         fee = min(p["collateral"] * params.fault_fee_bps // sectors.BPS,
                   p["collateral"] - deal["burned"])
         owner = accounts.load_account(state, provider)

@@ -147,6 +147,13 @@ def _transition(rec: dict[str, Any], new: str, reason: str, height: int) -> None
     rec["history"].append([new, reason, height])
 
 
+def note(state: StateOverlay, deal_id: int, deal: dict[str, Any], reason: str,
+         height: int) -> None:
+    """Record a sector fault or recovery in the deal's history (the deal stays ACTIVE)."""
+    deal["history"].append([deal["state"], reason, height])
+    deals.store_deal(state, deal_id, deal)
+
+
 def _deal(state: StateOverlay, deal_id: int) -> dict[str, Any]:
     deal = deals.load_deal(state, deal_id)
     if deal is None:
@@ -258,7 +265,8 @@ def submit_post(state: StateOverlay, tx: Tx, sender: accounts.Account, ctx: Cont
             raise UnknownObject(f"no sector {number} of this provider")
         ensure(rec["state"] in (ACTIVE, FAULTY), InvalidState,
                f"sector {number} is {rec['state']}")
-        p = _deal(state, rec["deal"])["proposal"]
+        deal = _deal(state, rec["deal"])
+        p = deal["proposal"]
         first, last = period_bounds(p, period, rec["period_len"])
         ensure(first <= ctx.height <= last, WrongPeriod,
                f"period {period} of sector {number} is open at heights {first}..{last}")
@@ -270,6 +278,8 @@ def submit_post(state: StateOverlay, tx: Tx, sender: accounts.Account, ctx: Cont
         rec["proven"] = period
         if rec["state"] == FAULTY:
             _transition(rec, ACTIVE, f"recovered by PoSt period {period}", ctx.height)
+            note(state, rec["deal"], deal, f"sector {number} ACTIVE: recovered by PoSt period "
+                 f"{period}", ctx.height)
         store_sector(state, tx.sender, number, rec)
     accounts.store_account(state, tx.sender, sender)
 
@@ -295,6 +305,8 @@ def declare_fault(state: StateOverlay, tx: Tx, sender: accounts.Account, ctx: Co
             raise UnknownObject(f"no sector {number} of this provider")
         ensure(rec["state"] == ACTIVE, InvalidState, f"sector {number} is {rec['state']}")
         _transition(rec, FAULTY, "declared by the provider", ctx.height)
+        note(state, rec["deal"], _deal(state, rec["deal"]),
+             f"sector {number} FAULTY: declared by the provider", ctx.height)
         store_sector(state, tx.sender, number, rec)
     accounts.store_account(state, tx.sender, sender)
 

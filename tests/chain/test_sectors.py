@@ -87,6 +87,9 @@ def test_missed_period_fault_fee_withheld_payment_then_recovery() -> None:
     rec = env.view.sector(pk(PROVIDER), 7)
     assert rec is not None and rec["state"] == "FAULTY"
     assert rec["history"][-1] == ["FAULTY", "missed PoSt period 0", 15]
+    deal = env.view.deal(s.deal)
+    assert deal is not None and deal["state"] == "ACTIVE"
+    assert deal["history"][-1] == ["ACTIVE", "sector 7 FAULTY: missed PoSt period 0", 15]
     assert burned(env) == b0 + FEE
     assert env.view.account(pk(CLIENT)).escrow == client0.escrow + PERIOD_PAY
     assert env.view.account(pk(PROVIDER)).balance == provider0.balance  # nothing paid
