@@ -11,7 +11,7 @@ Prefix table (a prefix is never reused for another table; add new tables at the 
 | 0x01 | META: schema version and per-store metadata | store |
 | 0x10-0x1F | share store index | ``storaged.store.shares`` |
 | 0x20-0x2F | chain: blocks, commits, receipts, head, tx index | ``storaged.chain`` |
-| 0x30-0x3F | chain state (accounts, providers, deals, sectors, params, votes) | ``storaged.chain`` |
+| 0x30-0x3F | chain state (accounts, providers, deals, sectors, params) | ``storaged.chain`` |
 | 0x40-0x4F | consensus write-ahead log | ``storaged.chain.consensus`` |
 | 0x50-0x5F | provider market: local deals, sectors, proving schedule | ``storaged.node`` |
 | 0x60-0x6F | client: files put from this home | ``storaged.client.records`` |
