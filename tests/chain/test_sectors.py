@@ -8,9 +8,17 @@ import pytest
 
 from storaged.chain.accounts import load_totals
 from storaged.chain.encoding import digest
-from storaged.chain.errors import InvalidProof, InvalidState, InvalidTransaction, WrongPeriod
+from storaged.chain.errors import (
+    BadNonce,
+    InsufficientFunds,
+    InvalidProof,
+    InvalidState,
+    InvalidTransaction,
+    WrongPeriod,
+)
 from storaged.chain.state import StateOverlay
-from tests.chain.helpers import pk
+from storaged.chain.tx import sign_tx
+from tests.chain.helpers import CHAIN, key, pk
 from tests.chain.sector_setup import (
     CLIENT,
     COLLATERAL,
@@ -243,3 +251,14 @@ def test_governance_change_of_the_period_leaves_live_sectors_alone() -> None:
     deal = env.view.deal(s.deal)
     assert deal is not None and deal["state"] == "COMPLETED"
     assert deal["settled"] == PRICE * (END - START) and deal["burned"] == 0
+
+
+def test_check_tx_writes_nothing_and_names_the_rule() -> None:
+    env = new_env()
+    root = env.app.state_root()
+    env.app.check_tx(env.tx(CLIENT, "escrow_deposit", {"amount": 5}))  # valid: no raise
+    assert env.app.state_root() == root == env.app.head().state_root
+    with pytest.raises(BadNonce):
+        env.app.check_tx(sign_tx(key(CLIENT), CHAIN, "escrow_deposit", 99, 1, {"amount": 5}))
+    with pytest.raises(InsufficientFunds):
+        env.app.check_tx(env.tx(CLIENT, "escrow_withdraw", {"amount": 10**9}))
