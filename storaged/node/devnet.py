@@ -39,6 +39,9 @@ CHAIN_ID = "storaged-devnet"
 FUNDS = 10**15
 BOND = 1_000
 COLLATERAL = 1_000_000
+# Provider collateral per GiB of deal size: large enough that even a 32 KiB deal carries
+# collateral whose fault fee (fault_fee_bps of it) is not rounded down to nothing.
+COLLATERAL_PER_GIB = 10**9
 LOG_FILE = "storaged.log"
 STDERR_FILE = "stderr.log"
 MAX_PROVIDERS = 64
@@ -112,7 +115,8 @@ def setup(root: Path, providers: int = 6, *, base_port: int | None = None,
                for i, k in enumerate(keys)]
         mk = market or MarketConfig(price_per_gib_epoch=1, capacity_bytes=4 << 30,
                                     min_duration=10, max_deal_bytes=1 << 30,
-                                    min_start_delay=15, publish_timeout=25)
+                                    min_start_delay=15, publish_timeout=25,
+                                    collateral=COLLATERAL_PER_GIB)
         for i, home in enumerate(homes):
             listen = f"/ip4/127.0.0.1/tcp/{ports[2 * i]}"
             cfg = Config(node=NodeConfig(listen=(listen,), chain_id=chain_id,
