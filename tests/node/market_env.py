@@ -31,25 +31,14 @@ FUNDS = 10**15
 
 
 def receipt_shim(monkeypatch: Any | None = None) -> bool:
-    """Until ``ChainApp.receipt`` lands (chain-sectors engineer, contracts section 1), give
-    ChainApp a receipt lookup over the committed receipt records it already writes."""
-    if hasattr(ChainApp, "receipt"):
-        return False
-    from storaged.chain import encoding
-    from storaged.store import schema
+    """Formerly filled in ``ChainApp.receipt`` before it landed; now checks it is there.
+    Kept because other test modules call it.  Returns False (nothing patched).
 
-    def receipt(app: ChainApp, tx_hash: bytes) -> dict[str, Any] | None:
-        for k, raw in app.kv.scan(schema.CHAIN_RECEIPTS, reverse=True):
-            for r in encoding.decode(raw):
-                if r["tx"] == tx_hash:
-                    return {**r, "height": int.from_bytes(k[1:9], "big")}
-        return None
-
-    if monkeypatch is not None:
-        monkeypatch.setattr(ChainApp, "receipt", receipt, raising=False)
-    else:
-        ChainApp.receipt = receipt  # type: ignore[attr-defined]
-    return True
+    Raises:
+        AssertionError: ChainApp lost its receipt lookup.
+    """
+    assert hasattr(ChainApp, "receipt"), "ChainApp.receipt is required (contracts section 1)"
+    return False
 
 
 def key(i: int) -> nacl.signing.SigningKey:
@@ -128,7 +117,6 @@ async def market_env(
     kv = LevelKV(tmp / "db")
     apply_genesis(kv, Genesis(CHAIN, 1_700_000_000, allocations={
         bytes(client_key.verify_key): FUNDS, bytes(provider_key.verify_key): FUNDS}))
-    shimmed = receipt_shim()
     app = ChainApp(kv, CHAIN)
     chain = LocalChain(app, key(9), interval=0.05)
     try:
@@ -156,8 +144,6 @@ async def market_env(
             nursery.cancel_scope.cancel()
     finally:
         kv.close()
-        if shimmed:
-            del ChainApp.receipt  # type: ignore[attr-defined]
 
 
 def random_bytes(n: int) -> bytes:

@@ -14,7 +14,7 @@ from storaged.chain.access import TxSender
 from storaged.chain.deals import sign_proposal
 from storaged.chain.genesis import GENESIS_FILE, Genesis, write_genesis
 from storaged.chain.providers import Provider
-from storaged.config import Config, MarketConfig, NodeConfig, StorageConfig
+from storaged.config import ApiConfig, Config, MarketConfig, NodeConfig, StorageConfig
 from storaged.data.piece import commitment_of
 from storaged.errors import ConfigError, UserError
 from storaged.net.host import Node
@@ -34,7 +34,8 @@ def make_home(home: Path) -> tuple[Config, bytes]:
     pk = bytes(load_signing_key(home).verify_key)
     write_genesis(home / GENESIS_FILE,
                   Genesis(CHAIN, 1_700_000_000, allocations={pk: 10**12}))
-    cfg = Config(node=NodeConfig(listen=("/ip4/127.0.0.1/tcp/0",), chain_id=CHAIN),
+    cfg = Config(api=ApiConfig(port=0),
+                 node=NodeConfig(listen=("/ip4/127.0.0.1/tcp/0",), chain_id=CHAIN),
                  market=MarketConfig(collateral=1 << 30, capacity_bytes=1 << 20),
                  storage=StorageConfig(min_free_bytes=0))
     return cfg, pk
@@ -68,6 +69,8 @@ async def test_daemon_serves_ask_registers_and_stops_cleanly(
             assert status["registration"] == "registered"
             assert status["chain_id"] == CHAIN and status["height"] > 0
             assert status["deals"] == {}
+            assert status["parts"]["api"] == "running" and status["api"]
+            assert (home / "api.addr").read_text().strip() == status["api"]
             assert daemon.deals() == {"deals": []}
             assert daemon.sectors()["sectors"] == []
             proving = daemon.proving()
@@ -87,7 +90,7 @@ async def test_daemon_serves_ask_registers_and_stops_cleanly(
 async def test_daemon_refuses_a_genesis_of_another_chain(tmp_path: Path) -> None:
     home = tmp_path / "p2"
     cfg, _ = make_home(home)
-    other = Config(node=NodeConfig(chain_id="other-chain"))
+    other = Config(api=ApiConfig(port=0), node=NodeConfig(chain_id="other-chain"))
     with pytest.raises(ConfigError, match="differs"):
         await Daemon(home, other, chain_mode="local").run()
     with pytest.raises(ConfigError, match="chain mode"):
@@ -106,7 +109,8 @@ async def test_daemon_on_the_networked_chain_as_the_genesis_validator(
                                collateral=100, bond=1000)
     write_genesis(home / GENESIS_FILE, Genesis(CHAIN, 1_700_000_000, allocations={pk: 10**9},
                                                providers={pk: genesis_listing}))
-    cfg = Config(node=NodeConfig(chain_id=CHAIN), storage=StorageConfig(min_free_bytes=0))
+    cfg = Config(api=ApiConfig(port=0), node=NodeConfig(chain_id=CHAIN),
+                 storage=StorageConfig(min_free_bytes=0))
     daemon = Daemon(home, cfg, chain_mode="network", block_interval=0.1)
     async with trio.open_nursery() as nursery:
         with trio.fail_after(60):
@@ -156,7 +160,7 @@ def _client_home(home: Path) -> tuple[Config, nacl.signing.SigningKey, bytes]:
     pk = bytes(load_signing_key(home).verify_key)
     write_genesis(home / GENESIS_FILE, Genesis(CHAIN, 1_700_000_000, allocations={
         pk: 10**12, bytes(client_key.verify_key): 10**12}))
-    cfg = Config(node=NodeConfig(chain_id=CHAIN),
+    cfg = Config(api=ApiConfig(port=0), node=NodeConfig(chain_id=CHAIN),
                  market=MarketConfig(min_start_delay=5, min_duration=50),
                  storage=StorageConfig(min_free_bytes=0))
     return cfg, client_key, pk

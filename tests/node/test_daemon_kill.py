@@ -16,7 +16,7 @@ import trio
 from storaged import config
 from storaged.chain.deals import sign_proposal
 from storaged.chain.genesis import GENESIS_FILE, Genesis, write_genesis
-from storaged.config import Config, MarketConfig, NodeConfig, StorageConfig
+from storaged.config import ApiConfig, Config, MarketConfig, NodeConfig, StorageConfig
 from storaged.data.piece import commitment_of
 from storaged.errors import PeerUnavailable
 from storaged.net.identity import load_signing_key
@@ -86,7 +86,7 @@ async def test_provider_killed_mid_push_resumes_from_durable_length(tmp_path: Pa
     # A fixed port: py-libp2p 0.8.1 re-dials only the first address it knows for a peer, so
     # a provider restarted on another port would be unreachable from this same client.
     port = free_port()
-    config.write(home, Config(node=NodeConfig(chain_id=CHAIN,
+    config.write(home, Config(api=ApiConfig(port=0), node=NodeConfig(chain_id=CHAIN,
                                               listen=(f"/ip4/127.0.0.1/tcp/{port}",)),
                               market=MarketConfig(min_start_delay=5, min_duration=50),
                               storage=StorageConfig(min_free_bytes=0)))
