@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from storaged.api.server import serve_api
 from storaged.chain import accounts, providers
 from storaged.chain.access import ChainAccess, TxSender
 from storaged.chain.app import ChainApp
@@ -221,13 +222,7 @@ class Daemon:
         self._parts["sealer"] = self._parts["prover"] = "running"
 
     async def _start_api(self, nursery: trio.Nursery) -> None:
-        """Serve the local HTTP API, when the API module is built."""
-        try:
-            serve_api = importlib.import_module("storaged.api.server").serve_api
-        except ImportError as exc:
-            self._parts["api"] = f"not available: {exc}"
-            log.error("HTTP API not available (%s)", exc)
-            return
+        """Serve the local HTTP API (token-protected, ``[api] host:port``)."""
         self.api_addr = await nursery.start(serve_api, self, self.home, self.config)
         self._parts["api"] = "running"
 
