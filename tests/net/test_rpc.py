@@ -248,3 +248,34 @@ async def test_requests_beyond_max_concurrent_are_refused_busy() -> None:
                 await rpcs[a.peer_id].request(b.peer_id, DEAL, {})
             release.set()
     assert results == [{"done": True}]
+
+
+async def test_small_exchanges_send_no_window_update_per_message() -> None:
+    """One frame per request: py-libp2p's per-read WINDOW_UPDATE is deferred (stream.py) until
+    half the window is used, which halves the frames (and send()s) of small request/response."""
+    rpcs: dict[str, Rpc] = {}
+    async with cluster(2, setup=serve_all(rpcs)) as (a, b):
+        rpc = rpcs[a.peer_id]
+        with trio.fail_after(30):
+            await rpc.request(b.peer_id, QUERY, {"op": "warm"})
+            pooled = rpc._pool[(b.peer_id, QUERY.protocol_id)][0]
+            muxed = pooled.stream._raw.muxed_stream
+            conn = muxed.conn
+            kinds: list[int] = []
+            original = conn._write_frame
+
+            async def spy(data: bytes) -> None:
+                if struct.unpack(">BBHII", data[:12])[3] == muxed.stream_id:
+                    kinds.append(data[1])
+                await original(data)
+
+            conn._write_frame = spy
+            try:
+                for i in range(100):
+                    got = await rpc.request(b.peer_id, QUERY, {"op": "x", "i": i})
+                    assert got["echo"]["i"] == i
+            finally:
+                conn._write_frame = original
+        assert kinds.count(0) == 100  # one DATA frame per request
+        assert kinds.count(1) == 0  # and no WINDOW_UPDATE: the small reads are only counted
+        assert muxed._pending_recv_release > 0
