@@ -240,6 +240,9 @@ class ShareStore:
     def get(self, key: ShareKey) -> bytes:
         """Read a share and verify it against its recorded blake3.
 
+        Memory: the one share (<= segment size / k), read whole, hashed, returned; nothing else
+        is held.  Callers stream a file segment by segment, so a get never holds a whole file.
+
         Raises:
             NotFound: the share is not stored.
             IntegrityError: the file's bytes no longer match (names the share).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,12 +26,17 @@ def store(tmp_path: Path) -> Iterator[ShareStore]:
     kv.close()
 
 
+VECTOR = json.loads(
+    (Path(__file__).parent.parent / "vectors" / "store_v1.json").read_text()
+)["share_index"]
+
+
 def test_index_record_golden_vector() -> None:
-    rec = IndexRecord(size=0x0102, digest=bytes(range(32)))
-    assert rec.encode().hex() == "01" + "0000000000000102" + bytes(range(32)).hex()
-    assert IndexRecord.decode(rec.encode()) == rec
-    key = schema.share_key(PIECE, 7, 3)
-    assert key.hex() == "10" + PIECE.hex() + "00000007" + "00000003"
+    rec = IndexRecord(size=VECTOR["size"], digest=bytes.fromhex(VECTOR["digest"]))
+    assert rec.encode().hex() == VECTOR["record"]
+    assert IndexRecord.decode(bytes.fromhex(VECTOR["record"])) == rec
+    key = schema.share_key(bytes.fromhex(VECTOR["piece"]), VECTOR["segment"], VECTOR["index"])
+    assert key.hex() == VECTOR["key"]
     with pytest.raises(shares.CorruptIndexError, match="version 2"):
         IndexRecord.decode(b"\x02" + rec.encode()[1:])
     with pytest.raises(shares.CorruptIndexError, match="40 bytes"):
