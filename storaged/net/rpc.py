@@ -356,9 +356,10 @@ class Rpc:
     async def _exchange(self, peer: str, protocol: RpcProtocol, body: Any, timeout: float) -> Any:
         pooled = await self._checkout(peer, protocol, timeout)
         try:
-            await pooled.stream.write(pooled.session.send_request(body), timeout=timeout)
+            # _request_once's deadline bounds the whole exchange: no scope per read/write.
+            await pooled.stream.write_in_scope(pooled.session.send_request(body))
             while True:
-                data = await pooled.stream.read(READ_SIZE, timeout=timeout)
+                data = await pooled.stream.read_in_scope(READ_SIZE)
                 if not data:
                     raise StreamBroken(f"{protocol.protocol_id}: {peer} closed before answering")
                 response = pooled.session.receive_data(data)
