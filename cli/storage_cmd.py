@@ -96,6 +96,10 @@ def main(ctx: click.Context, home: Path | None, verbose: bool) -> None:
     """Store files on the storaged network and get them back."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        # py-libp2p logs a dead peer's broken streams (with tracebacks) as errors; the client
+        # reports each failure itself, in one line, with what to do.
+        logging.getLogger("libp2p").setLevel(logging.CRITICAL)
     root = client_home(home)
     try:
         config = load(root)

@@ -50,6 +50,14 @@ class ClientChain(Protocol):
         """Deals where ``public_key`` is client or provider."""
         ...
 
+    async def wait_tx(self, tx_hash: bytes, timeout: float) -> dict[str, Any]:
+        """The receipt (with ``"height"``) once the chain node we read from committed it.
+
+        Raises:
+            NotCommitted: not committed within ``timeout``.
+        """
+        ...
+
     async def send_and_wait(self, key: nacl.signing.SigningKey, kind: str, body: dict[str, Any],
                             timeout: float) -> dict[str, Any]:
         """Sign, submit and wait for the receipt of one transaction.
@@ -83,6 +91,9 @@ class NetworkChain:
 
     async def deals_of(self, public_key: bytes) -> dict[int, dict[str, Any]]:
         return await self.client.deals_of(public_key)
+
+    async def wait_tx(self, tx_hash: bytes, timeout: float) -> dict[str, Any]:
+        return await self.client.wait_receipt(tx_hash, timeout)
 
     async def send_and_wait(self, key: nacl.signing.SigningKey, kind: str, body: dict[str, Any],
                             timeout: float) -> dict[str, Any]:
@@ -134,6 +145,9 @@ class LocalChainAdapter:
                                                 d["proposal"]["provider"]):
                 out[deal_id] = d
         return out
+
+    async def wait_tx(self, tx_hash: bytes, timeout: float) -> dict[str, Any]:
+        return await self.chain.wait_receipt(tx_hash, timeout)
 
     async def send_and_wait(self, key: nacl.signing.SigningKey, kind: str, body: dict[str, Any],
                             timeout: float) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from storaged.node.market import deal_collateral, deal_price
 
 log = logging.getLogger(__name__)
 
+PUBLISH_SEEN_TIMEOUT = 20.0  # a publish the provider saw committed reaches our node by then
 PROPOSE_TIMEOUT = 30.0  # the provider waits up to its publish_timeout (<= 25 s) for the chain
 MANIFEST_TIMEOUT = 15.0
 ACTIVE = "ACTIVE"
@@ -113,6 +114,7 @@ class _Escrow:
     def __init__(self, light: LightNode) -> None:
         self.light = light
         self.in_flight = 0
+        self.height = 0  # committed height of our last deposit (providers wait for it)
         self.lock = trio.Lock()
 
     async def cover(self, amount: int) -> None:
@@ -130,8 +132,9 @@ class _Escrow:
                     raise UserError(f"not enough funds: escrow {account.escrow} + balance "
                                     f"{account.balance} < {self.in_flight + amount} needed for "
                                     "the deals (fees aside)")
-                await chain.send_and_wait(self.light.key, "escrow_deposit", {"amount": short},
-                                          timeout=60)
+                receipt = await chain.send_and_wait(self.light.key, "escrow_deposit",
+                                                    {"amount": short}, timeout=60)
+                self.height = max(self.height, int(receipt.get("height", 0)))
             self.in_flight += amount
 
     def release(self, amount: int) -> None:
@@ -141,9 +144,6 @@ class _Escrow:
 def _check_source(path: Path) -> None:
     if not path.is_file():
         raise UserError(f"{path} is not a readable file")
-    if path.stat().st_size == 0:
-        # A piece of zero bytes has nothing to push (the providers' piece store expects data).
-        raise UserError(f"{path} is empty: there is nothing to store")
 
 
 async def choose_candidates(light: LightNode, *, size: int, opts: PutOptions) -> list[Ask]:
@@ -174,20 +174,29 @@ def _proposal(light: LightNode, ask: Ask, comm_d: bytes, size: int, height: int,
             "end": start + opts.duration, "collateral": deal_collateral(ask.collateral, size)}
 
 
-async def _propose(light: LightNode, ask: Ask, proposal: dict[str, Any]) -> int:
+async def _propose(light: LightNode, ask: Ask, proposal: dict[str, Any], after: int) -> int:
     """Send one proposal; return the deal id once it is on chain.
+
+    ``after`` is the height the provider's node must reach first (our last deposit).
 
     Raises:
         RemoteError: the provider refused, failed, or answered a deal that is not ours.
+        NotCommitted: the chain node we read from did not see the publish in time.
     """
     chain = light.need_chain()
     sig = chain_deals.sign_proposal(light.key, chain.chain_id, proposal)
     with trio.fail_after(PROPOSE_TIMEOUT + 5):
         answer = await light.rpc.request(ask.peer_id, DEAL, {
-            "op": "propose", "proposal": proposal, "client_sig": sig}, timeout=PROPOSE_TIMEOUT)
+            "op": "propose", "proposal": proposal, "client_sig": sig, "after": after},
+            timeout=PROPOSE_TIMEOUT)
     deal_id = answer.get("deal") if isinstance(answer, dict) else None
     if type(deal_id) is not int:
         raise RemoteError(f"{ask.peer_id}: propose answer lacks a deal id")
+    tx_hash = answer.get("tx")
+    if isinstance(tx_hash, bytes) and len(tx_hash) == 32:
+        # The provider's node committed the publish; the node we read from may be a block
+        # behind.  Wait there for the (verified) receipt before reading the deal.
+        await chain.wait_tx(tx_hash, timeout=PUBLISH_SEEN_TIMEOUT)
     record = await chain.deal(deal_id)  # trust the chain, not the provider's word
     if record is None or record["proposal"] != proposal:
         raise RemoteError(f"{ask.peer_id}: deal {deal_id} on chain is not our proposal")
@@ -199,7 +208,7 @@ async def put_file(light: LightNode, path: Path, opts: PutOptions, *,
     """Put ``path`` on n providers; return the capability and deals.
 
     Raises:
-        UserError: the file is not readable or empty, bad k/n, or funds do not cover the deals.
+        UserError: the file is not readable, bad k/n, or funds do not cover the deals.
         PutFailed: not enough providers accepted and took their piece (each named with why).
         ChainError / RemoteError: the chain refused or could not be reached.
         ResourceError: the temp piece files could not be written.
@@ -255,7 +264,7 @@ async def _place_all(light: LightNode, pieces: PieceFiles,
             # Outside the try: a refused or uncommitted deposit is ours, not the provider's.
             await escrow.cover(payment)
             try:
-                deal_id = await _propose(light, ask, proposal)
+                deal_id = await _propose(light, ask, proposal, escrow.height)
                 escrow.release(payment)  # published: the chain moved it to locked
                 payment = 0
                 await light.transfers.push(ask.peer_id, comm_d, pieces, digest=digest)

@@ -20,8 +20,6 @@ the host and the LevelDB, so the home can be reopened at once.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 from collections import Counter
 from collections.abc import Iterator
@@ -197,13 +195,6 @@ class Daemon:
         market, chain, kv = self.market, self.chain, self.kv
         if market is None or chain is None or kv is None:
             raise LocalBugError("sealing wired before the market")
-        if importlib.util.find_spec("storaged.chain.view") is None:
-            # The chain's sector rules and reads (contracts section 1) are not in this build:
-            # take deals and store pieces, but say plainly that nothing is sealed or proven.
-            why = "not available: the chain has no sector rules (storaged.chain.view)"
-            self._parts["sealer"] = self._parts["prover"] = why
-            log.error("sealing and proving %s; deals are taken but not sealed", why)
-            return
         sealer = Sealer(kv, chain, key, self.home, self.config, pieces=market.pieces,
                         metrics=self.metrics, sender=self.sender)
         prover = Prover(kv, chain, key, self.home, self.config, metrics=self.metrics,

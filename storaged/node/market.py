@@ -8,7 +8,9 @@ Requests (CBOR maps with ``"op"``; see docs/contracts.md section 3):
 - ``propose`` -> checks (in this order, each refusal an rpc ``rejected`` error naming the
   reason): provider, shape, size, capacity, duration, start, price, collateral, client
   signature, client escrow, provider escrow.  Then the provider signs, publishes
-  ``publish_deal`` and answers ``{"deal", "tx"}`` once it is committed.  Capacity and
+  ``publish_deal`` and answers ``{"deal", "tx", "height"}`` once it is committed.  An
+  optional ``"after": height`` makes the provider first wait (a few blocks at most) until its
+  node has committed that height, so the escrow rule sees the deposit the client saw.  Capacity and
   collateral are reserved while the publish is pending.  The same proposal sent again
   (a client retry) gets the same deal back.
 - ``manifest_put`` / ``manifest_get`` (:mod:`storaged.node.manifests`), ``deal_status``.
@@ -62,6 +64,10 @@ AWAITING_DATA = "awaiting_data"
 RECEIVED = "received"
 SEALING = "sealing"
 FAILED = "failed"
+# A proposal may name a height this node has not committed yet (the client read its escrow
+# on a node a little ahead); we wait for it, within a few blocks and seconds.
+CATCH_UP_BLOCKS = 5
+CATCH_UP_SECONDS = 5.0
 LOCAL_FIELDS: dict[str, type] = {"v": int, "proposal": dict, "state": str, "reason": str,
                                  "height": int}
 # On-chain deal states after which the provider no longer holds the data for the deal.
@@ -329,6 +335,11 @@ class Market:
         for name in ("size", "price", "start", "end", "collateral"):
             if not 0 <= p[name] < 1 << 64:
                 raise ProtocolViolation(f"proposal.{name} out of range")
+        after = body.get("after", 0)
+        if type(after) is not int or not 0 <= after < 1 << 64:
+            raise ProtocolViolation("propose 'after' must be a block height")
+        started = trio.current_time()
+        await self._catch_up(after)
         h = proposal_hash(p)
         known = self.kv.get(schema.market_proposal_key(h))
         if known is not None:
@@ -346,19 +357,42 @@ class Market:
             except ChainError as exc:
                 raise DealRejected(f"chain refused the deal: {exc}") from exc
             try:
-                receipt = await self.chain.wait_receipt(tx_hash, self.config.publish_timeout)
+                left = self.config.publish_timeout - (trio.current_time() - started)
+                receipt = await self.chain.wait_receipt(tx_hash, max(left, 1.0))
             except NotCommitted:
                 if self._nursery is not None:
                     self._nursery.start_soon(self._late_publish, tx_hash, p)
                 raise
-            deal_id = self._record(p, int(receipt.get("height", 0)))
+            published = int(receipt.get("height", 0))
+            deal_id = self._record(p, published)
         finally:
             del self._reserved[h]
         if self.pieces.has(p["piece"]):  # the same bytes are already here for another deal
             await self.on_received(p["piece"])
         log.info("published deal %d: %d bytes for %s", deal_id, p["size"],
                  p["client"].hex()[:16])
-        return {"deal": deal_id, "tx": tx_hash}
+        return {"deal": deal_id, "tx": tx_hash, "height": published}
+
+    async def _catch_up(self, after: int) -> None:
+        """Wait (briefly) until this node has committed block ``after``.
+
+        The client checks its escrow on a node that may be a block or two ahead of ours; the
+        proposal carries that height so the escrow rule reads the same state it did.
+
+        Raises:
+            DealRejected: our node is further behind than a short wait covers.
+        """
+        head = self.chain.head().height
+        if after <= head:
+            return
+        if after - head > CATCH_UP_BLOCKS:
+            raise DealRejected(f"chain: this provider is at height {head}, the proposal "
+                               f"needs {after}; it is still syncing, try later")
+        try:
+            await self.chain.wait_height(after, CATCH_UP_SECONDS)
+        except NotCommitted as exc:
+            raise DealRejected(f"chain: this provider has not reached height {after} "
+                               f"(at {self.chain.head().height}); try later") from exc
 
     async def _late_publish(self, tx_hash: bytes, p: dict[str, Any]) -> None:
         # The client was told "not committed"; if the tx lands after all, the deal is ours

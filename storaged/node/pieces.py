@@ -267,7 +267,8 @@ class PieceStore:
         trust_all = upload in self._open_uploads
 
         def prepare() -> int:
-            held = part.stat().st_size if part.exists() else 0
+            part.touch()  # exists from the start: an empty piece (a 0-byte file) gets no write
+            held = part.stat().st_size
             if not trust_all and held > synced:
                 os.truncate(part, synced)
                 held = synced

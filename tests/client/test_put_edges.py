@@ -1,4 +1,4 @@
-"""put edge cases: empty and public files, missing file, too little money, --wait deadline."""
+"""put edge cases: empty and public files round trip, missing file, too little money, --wait deadline."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from storaged.errors import UserError
 from tests.client.env import OPTIONS, storage_net
 
 
-async def test_public_file_round_trip_and_empty_file_refused(tmp_path: Path) -> None:
+async def test_public_file_and_empty_file_round_trip(tmp_path: Path) -> None:
     async with storage_net(tmp_path) as net:
         with trio.fail_after(90):
             src = tmp_path / "public"
@@ -30,8 +30,13 @@ async def test_public_file_round_trip_and_empty_file_refused(tmp_path: Path) -> 
             assert out.read_bytes() == data
             empty = tmp_path / "empty"
             empty.write_bytes(b"")
-            with pytest.raises(UserError, match="is empty"):
-                await put_file(net.light, empty, OPTIONS, workdir=tmp_path)
+            result = await put_file(net.light, empty, OPTIONS, workdir=tmp_path)
+            assert result.size == 0 and result.piece_size == 0
+            assert len(result.placements) == OPTIONS.n  # deals for a minimal padded piece
+            out = tmp_path / "empty.out"
+            out.write_bytes(b"stale")  # replaced, not appended to
+            await get_file(net.light, parse_capability(result.capability), out)
+            assert out.read_bytes() == b""
 
 
 async def test_missing_file_and_too_little_money_are_user_errors(tmp_path: Path) -> None:

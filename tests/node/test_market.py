@@ -63,6 +63,28 @@ async def test_accepted_proposal_is_published_on_chain(tmp_path: Path) -> None:
                 await env.deal({"op": "deal_status", "deal": deal_id + 100})
 
 
+async def test_proposal_after_a_height_waits_for_it_or_is_refused(tmp_path: Path) -> None:
+    """``after``: the provider checks the client's escrow only once its node has committed
+    that height (a client one block ahead); a height far ahead is refused, not waited on."""
+    async with market_env(tmp_path, CONFIG) as env:
+        with trio.fail_after(30):
+            sign = chain_deals.sign_proposal
+            p = env.proposal(bytes(range(32)), 64 << 10)
+            target = env.chain.head().height + 2
+            answer = await env.deal({"op": "propose", "proposal": p, "after": target,
+                                     "client_sig": sign(env.client_key, CHAIN, p)})
+            assert answer["height"] >= target
+            assert env.chain.head().height >= target
+            far = env.chain.head().height + 1000
+            q = env.proposal(bytes(range(1, 33)), 64 << 10)
+            with pytest.raises(RemoteRejected, match="still syncing"):
+                await env.deal({"op": "propose", "proposal": q, "after": far,
+                                "client_sig": sign(env.client_key, CHAIN, q)})
+            with pytest.raises(RemoteBadRequest, match="block height"):
+                await env.deal({"op": "propose", "proposal": q, "after": -1,
+                                "client_sig": sign(env.client_key, CHAIN, q)})
+
+
 async def test_each_refusal_names_its_reason(tmp_path: Path) -> None:
     async with market_env(tmp_path, CONFIG, provider_escrow=100_000) as env:
         piece = bytes(32)

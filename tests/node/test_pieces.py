@@ -83,6 +83,20 @@ async def test_corrupt_block_is_an_integrity_error_not_served(tmp_path: Path) ->
             await pieces.size(bytes(32))
 
 
+async def test_an_empty_piece_is_stored_padded_and_handed_to_the_sealer(tmp_path: Path
+                                                                        ) -> None:
+    """A 0-byte file's piece carries no bytes: the push still commits (zero padding only)."""
+    async with market_env(tmp_path, CONFIG) as env:
+        with trio.fail_after(60):
+            deal_id, comm_d = await env.deal_for(b"")
+            result = await env.client_transfers.push(env.provider_peer, comm_d, env.source)
+        assert result.attempts == 1
+        pieces = env.market.pieces
+        assert pieces.has(comm_d) and env.enqueued == [deal_id]
+        assert await pieces.size(comm_d) == 0
+        assert pieces.path(comm_d).stat().st_size == 4096
+
+
 async def test_restart_hands_over_a_piece_stored_before_a_crash(tmp_path: Path) -> None:
     data = random_bytes(50_000)
     async with market_env(tmp_path, CONFIG) as env:
