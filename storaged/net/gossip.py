@@ -22,6 +22,7 @@ a commit fetches it over ``/storaged/sync/1.0.0`` (request/response), which neve
 from __future__ import annotations
 
 import logging
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,29 @@ def _message_id(msg: Any) -> bytes:
     return blake3.blake3(bytes(msg.data)).digest()
 
 
+def _serialize_writes(pubsub: Pubsub) -> None:
+    """Make each RPC written to a peer's pubsub stream whole, never interleaved.
+
+    py-libp2p 0.8.1 writes RPCs from several tasks at once (publish, forwarding, heartbeat
+    control, the flush of messages queued for a new peer), and a Yamux write larger than the
+    peer's window goes out in pieces, releasing the stream between them: two RPCs then mix on
+    the wire, the receiver fails to parse ("Error parsing message with type 'pubsub.pb.RPC'"),
+    drops the stream and hears nothing more from that peer.  Seen on a provider restarted into
+    a stalled chain, which never got the votes it needed.  One lock per stream fixes it.
+    """
+    original = pubsub.write_msg
+    locks: weakref.WeakKeyDictionary[Any, trio.Lock] = weakref.WeakKeyDictionary()
+
+    async def write_msg(stream: Any, rpc_msg: Any) -> bool:
+        lock = locks.get(stream)
+        if lock is None:
+            lock = locks[stream] = trio.Lock()
+        async with lock:
+            return await original(stream, rpc_msg)
+
+    pubsub.write_msg = write_msg  # type: ignore[method-assign]
+
+
 class Gossip:
     """Gossipsub on a :class:`Node`: ``await nursery.start(gossip.run)``, then subscribe and
     publish.  Start it right after constructing it: until it runs, libp2p's connection
@@ -99,6 +123,7 @@ class Gossip:
             msg_id_constructor=_message_id,
             max_inbound_rpc_size=4 << 20,
         )
+        _serialize_writes(self._pubsub)
         # pubsub registers a bare stream handler; an exception there (e.g. a stream arriving
         # while pubsub shuts down) would kill the host, so re-register it guarded.
         for protocol in self._router.get_protocols():

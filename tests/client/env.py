@@ -32,7 +32,6 @@ from storaged.net.rpc import Rpc
 from storaged.net.transfer import Transfers
 from storaged.node.market import Market
 from storaged.store.kv import KV, LevelKV, MemoryKV, WriteBatch
-from tests.node.market_env import receipt_shim
 
 CHAIN = "storaged-client-test"
 FUNDS = 10**15
@@ -161,7 +160,6 @@ async def storage_net(tmp: Path, *, providers: int = 5, market: MarketConfig = M
     alloc = {bytes(k.verify_key): FUNDS for k in keys}
     alloc[bytes(client_key.verify_key)] = client_funds
     apply_genesis(chain_kv, Genesis(CHAIN, 1_700_000_000, allocations=alloc))
-    shimmed = receipt_shim()
     app = ChainApp(chain_kv, CHAIN)
     chain = LocalChain(app, key(60), interval=0.05)
     stores: list[KV] = []
@@ -198,5 +196,3 @@ async def storage_net(tmp: Path, *, providers: int = 5, market: MarketConfig = M
         for s in stores:
             s.close()
         chain_kv.close()
-        if shimmed:
-            del ChainApp.receipt  # type: ignore[attr-defined]

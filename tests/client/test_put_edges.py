@@ -1,4 +1,4 @@
-"""put edge cases: empty and public files round trip, missing file, too little money, --wait deadline."""
+"""put edge cases: empty and public files round trip, missing file, low funds, --wait deadline."""
 
 from __future__ import annotations
 

@@ -1,23 +1,12 @@
-"""End to end: a corrupted replica is found, declared faulty on chain and recovered.
-
-Needs the chain's sector rules (``storaged.chain.view``, contracts section 1); until they are
-built the provider takes deals but seals nothing, so there is no replica to corrupt.
-"""
+"""End to end: a corrupted replica is found, declared faulty on chain and recovered."""
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.e2e.conftest import SEGMENT, Net, same_file, write_random
-
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("storaged.chain.view") is None,
-                                reason="the chain's sector rules (storaged.chain.view) are "
-                                       "not built yet: nothing is sealed")
 
 
 def _wait(what: str, timeout: float, probe: Any) -> Any:

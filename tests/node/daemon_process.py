@@ -19,11 +19,9 @@ from storaged.chain.access import TxSender
 from storaged.chain.accounts import load_account
 from storaged.chain.state import StateOverlay
 from storaged.node.daemon import Daemon
-from tests.node.market_env import receipt_shim
 
 
 async def main(home: Path, client_seed: bytes) -> None:
-    receipt_shim()
     daemon = Daemon(home, config.load(home, env={}), chain_mode="local", block_interval=0.05)
     async with trio.open_nursery() as nursery:
         await nursery.start(daemon.run)

@@ -30,17 +30,6 @@ CHAIN = "storaged-market-test"
 FUNDS = 10**15
 
 
-def receipt_shim(monkeypatch: Any | None = None) -> bool:
-    """Formerly filled in ``ChainApp.receipt`` before it landed; now checks it is there.
-    Kept because other test modules call it.  Returns False (nothing patched).
-
-    Raises:
-        AssertionError: ChainApp lost its receipt lookup.
-    """
-    assert hasattr(ChainApp, "receipt"), "ChainApp.receipt is required (contracts section 1)"
-    return False
-
-
 def key(i: int) -> nacl.signing.SigningKey:
     """Deterministic test key ``i``."""
     return nacl.signing.SigningKey(bytes([0x40 + i]) * 32)

@@ -24,7 +24,7 @@ from storaged.net.rpc import DEAL, Rpc
 from storaged.net.transfer import Transfers
 from storaged.node.daemon import Daemon
 from storaged.node.market import deal_collateral, deal_price
-from tests.node.market_env import MemorySource, receipt_shim
+from tests.node.market_env import MemorySource
 
 CHAIN = "storaged-daemon-test"
 
@@ -41,10 +41,7 @@ def make_home(home: Path) -> tuple[Config, bytes]:
     return cfg, pk
 
 
-async def test_daemon_serves_ask_registers_and_stops_cleanly(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    receipt_shim(monkeypatch)
+async def test_daemon_serves_ask_registers_and_stops_cleanly(tmp_path: Path) -> None:
     home = tmp_path / "p1"
     cfg, pk = make_home(home)
     for restart in (False, True):  # the second start proves the first released home and DB
@@ -99,10 +96,7 @@ async def test_daemon_refuses_a_genesis_of_another_chain(tmp_path: Path) -> None
         Daemon(home, Config(storage=StorageConfig(keep_unsealed=False)))
 
 
-async def test_daemon_on_the_networked_chain_as_the_genesis_validator(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    receipt_shim(monkeypatch)
+async def test_daemon_on_the_networked_chain_as_the_genesis_validator(tmp_path: Path) -> None:
     home = tmp_path / "v1"
     pk = bytes(load_signing_key(home).verify_key)
     genesis_listing = Provider(peer_id=peer_id_of(pk), addrs=[], price=1, capacity=1 << 20,
@@ -166,10 +160,7 @@ def _client_home(home: Path) -> tuple[Config, nacl.signing.SigningKey, bytes]:
     return cfg, client_key, pk
 
 
-async def test_daemon_takes_a_deal_and_a_piece_from_a_client(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    receipt_shim(monkeypatch)
+async def test_daemon_takes_a_deal_and_a_piece_from_a_client(tmp_path: Path) -> None:
     cfg, client_key, _ = _client_home(tmp_path / "p3")
     daemon = Daemon(tmp_path / "p3", cfg, chain_mode="local", block_interval=0.05)
     data = os.urandom(50_000)

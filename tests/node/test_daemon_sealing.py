@@ -6,24 +6,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
 import trio
-
-pytest.importorskip("storaged.chain.view", reason="chain sector rules (contracts section 1) "
-                    "not in the tree yet")
 
 from storaged.net.host import Node
 from storaged.net.host import NodeConfig as HostConfig
 from storaged.net.rpc import DEAL, Rpc
 from storaged.node.daemon import Daemon
-from tests.node.market_env import receipt_shim
 from tests.node.test_daemon import _client_home, _deal_and_push
 
 
-async def test_daemon_seals_a_clients_piece_and_activates_the_deal(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    receipt_shim(monkeypatch)
+async def test_daemon_seals_a_clients_piece_and_activates_the_deal(tmp_path: Path) -> None:
     cfg, client_key, _ = _client_home(tmp_path / "p4")
     daemon = Daemon(tmp_path / "p4", cfg, chain_mode="local", block_interval=0.05)
     async with trio.open_nursery() as nursery:
