@@ -67,7 +67,7 @@ from storaged.chain.errors import ChainError
 from storaged.chain.mempool import Mempool, MempoolFull
 from storaged.chain.query import QueryService
 from storaged.chain.sync_service import SyncService
-from storaged.chain.tx import BODY_FIELDS, sign_tx
+from storaged.chain.tx import sign_tx
 from storaged.errors import StoragedError
 from storaged.net.gossip import BLOCKS, TXS, VOTES, Gossip, Subscription
 from storaged.net.host import Node
@@ -359,17 +359,13 @@ class ChainNode:
         event.set()
 
     def _on_evidence(self, evidence: Evidence) -> None:
-        """Equivocation seen by the machine: report it on chain if the chain knows how.
-
-        The ``report_evidence`` tx kind belongs to the chain rules; until it exists the
-        evidence is kept in :attr:`evidence` and logged.
-        """
+        """Equivocation seen by the machine: kept in :attr:`evidence`, logged, and reported on
+        chain with a ``report_evidence`` tx (re-gossiped like our own txs until included; when
+        another validator's report lands first, ours is refused as already slashed)."""
         self.evidence.append(evidence)
         offender = evidence.vote_a.validator.hex()[:16]
         log.warning("equivocation by validator %s at height %d round %d", offender,
                     evidence.vote_a.height, evidence.vote_a.round)
-        if "report_evidence" not in BODY_FIELDS:
-            return
         try:
             raw = sign_tx(self.key, self.chain_id, "report_evidence",
                           self.next_nonce(self.public_key), 1, {"evidence": evidence.encode()})

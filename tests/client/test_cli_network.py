@@ -33,7 +33,6 @@ from storaged.net.rpc import Rpc
 from storaged.net.transfer import Transfers
 from storaged.node.market import Market
 from storaged.store.kv import LevelKV
-from tests.node.market_env import receipt_shim
 
 CHAIN = "storaged-cli-net-test"
 
@@ -91,9 +90,8 @@ class DaemonThread:
 
 
 @pytest.fixture
-def network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, str]]:
+def network(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """A running provider daemon and a client home; yields (client home, peers env)."""
-    receipt_shim(monkeypatch)
     provider_home, client_home = tmp_path / "p1", tmp_path / "client"
     pk = bytes(load_signing_key(provider_home).verify_key)
     client_pk = bytes(load_signing_key(client_home).verify_key)
