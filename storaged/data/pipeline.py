@@ -1,8 +1,16 @@
 """Streaming put/get: segment -> encrypt -> zfec -> hash, and back, in bounded memory.
 
-Per segment work runs in a thread pool (zfec, blake3 and libsodium release the GIL); at most
-`window` segments are in flight, so memory is O(window * segment_size) whatever the file size.
-Results are handed to the sink / written out strictly in segment order.
+Per segment work runs in a worker pool (zfec, blake3 and libsodium release the GIL) while the
+calling thread reads the next segment (or fetches its shares) and hands finished ones on; at most
+`window` segments are outstanding, so memory is O(window * segment_size) whatever the file size.
+Results are handed to the sink / written out strictly in segment order
+(:class:`~storaged.data.ordered.OrderedPool`).
+
+Each outstanding segment owns a slot of scratch buffers, reused from segment to segment: the
+file is read straight into one (``readinto``), libsodium writes the ciphertext into the other
+and zfec reads its k blocks as views of it, so the only per-segment allocations are the shares
+handed to the sink (put) and the blocks zfec rebuilds (get).  Fresh multi-MiB allocations are
+not free: each page is faulted in and zeroed by the kernel.
 
 Shares go out through a :data:`ShareSink` and come back through a :data:`ShareSource`, plain
 callables, so a directory, the share store or the network can plug in.
@@ -12,9 +20,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
 import trio
@@ -27,6 +33,7 @@ from storaged.data.manifest import (
     SegmentEntry,
     segment_count,
 )
+from storaged.data.ordered import OrderedPool
 from storaged.errors import CapabilityError, IntegrityError, UserError
 
 DEFAULT_SEGMENT_SIZE = 4 * 1024 * 1024
@@ -57,13 +64,36 @@ def _default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def _put_segment(
-    plain: bytes, index: int, key: bytes | None, prefix: bytes | None, ad: bytes, k: int, n: int
-) -> tuple[list[bytes], SegmentEntry]:
-    sealed = plain if key is None else crypto.encrypt_segment(key, prefix or b"", ad, index, plain)
-    shares = erasure.encode(sealed, k, n)
-    entry = SegmentEntry(crypto.hash_segment(sealed), tuple(crypto.hash_share(s) for s in shares))
-    return shares, entry
+class _Scratch:
+    """One slot's reusable buffer, grown on demand (so a small file allocates little)."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def view(self, length: int) -> memoryview:
+        if len(self._buf) < length:
+            self._buf = bytearray(length)
+        return memoryview(self._buf)[:length]
+
+
+def _read_exact(src: BinaryIO, into: memoryview, index: int) -> None:
+    """Fill `into` from `src` (``readinto`` when the object has it, else ``read``).
+
+    Raises:
+        UserError: the file ended first (it shrank while being read).
+    """
+    readinto = getattr(src, "readinto", None)
+    got = 0
+    while got < len(into):
+        if readinto is not None:
+            n = readinto(into[got:]) or 0
+        else:
+            chunk = src.read(len(into) - got)
+            n = len(chunk)
+            into[got : got + n] = chunk
+        if n == 0:
+            raise UserError(f"file shrank while reading (segment {index} is short)")
+        got += n
 
 
 def encode_file(
@@ -81,11 +111,12 @@ def encode_file(
     """Read `src` to its end, push every segment's shares to `sink`; return (manifest, key).
 
     `size` defaults to the file's size from fstat; the file must not change while read.
-    The key is None for a public file.
+    The key is None for a public file.  `sink` runs on the calling thread.
 
     Raises:
         ErasureParamsError: bad k or n.
         UserError: bad segment size, or the file size differs from `size`.
+        Exception: whatever `sink` raises (no later segment is handed to it).
     """
     erasure.check_params(k, n)
     if not 1 <= segment_size <= 2**31:
@@ -97,25 +128,41 @@ def encode_file(
     count = segment_count(size, segment_size)
     workers = workers or _default_workers()
     window = window or workers + 1
+    tag = 0 if key is None else crypto.TAG_SIZE
     entries: list[SegmentEntry] = []
-    pending: deque[Future[tuple[list[bytes], SegmentEntry]]] = deque()
+    # Per slot: the plaintext as read (encrypted files only) and the zero-padded stored segment.
+    plain_bufs = [_Scratch() for _ in range(window)]
+    sealed_bufs = [_Scratch() for _ in range(window)]
 
-    def drain_one() -> None:
-        shares, entry = pending.popleft().result()
+    def put_segment(index: int, length: int, slot: int) -> tuple[list[bytes], SegmentEntry]:
+        stored = length + tag
+        padded = sealed_bufs[slot].view(k * erasure.share_size(stored, k))
+        if key is not None and prefix is not None:
+            ad = crypto.associated_data(size, segment_size, count, index)
+            plain = plain_bufs[slot].view(length)
+            crypto.encrypt_into(key, prefix, ad, index, plain, padded)
+        padded[stored:] = bytes(len(padded) - stored)  # the buffer holds an older segment
+        segment_hash = crypto.hash_segment(padded[:stored])
+        shares = erasure.encode_blocks(padded, k, n)
+        entry = SegmentEntry(segment_hash, tuple(crypto.hash_share(s) for s in shares))
+        # The data shares are views of the reused buffer: the sink gets copies it may keep.
+        return [s if isinstance(s, bytes) else bytes(s) for s in shares], entry
+
+    def consume(result: tuple[list[bytes], SegmentEntry]) -> None:
+        shares, entry = result
         sink(len(entries), shares)
         entries.append(entry)
 
-    with ThreadPoolExecutor(workers, thread_name_prefix="put") as pool:
+    with OrderedPool(consume, workers=workers, window=window, name="put") as pool:
         for index in range(count):
-            plain = src.read(min(segment_size, size - index * segment_size))
-            if len(plain) != min(segment_size, size - index * segment_size):
-                raise UserError(f"file shrank while reading (segment {index} is short)")
-            ad = crypto.associated_data(size, segment_size, count, index)
-            pending.append(pool.submit(_put_segment, plain, index, key, prefix, ad, k, n))
-            if len(pending) >= window:
-                drain_one()
-        while pending:
-            drain_one()
+            length = min(segment_size, size - index * segment_size)
+            slot = pool.reserve()
+            if key is None:  # read straight into the buffer zfec encodes (sized to its padding)
+                into = sealed_bufs[slot].view(k * erasure.share_size(length, k))[:length]
+            else:
+                into = plain_bufs[slot].view(length)
+            _read_exact(src, into, index)
+            pool.submit(put_segment, index, length, slot)
     if src.read(1):
         raise UserError(f"file grew while reading (longer than {size} bytes)")
     manifest = Manifest(
@@ -124,13 +171,14 @@ def encode_file(
     return manifest, key
 
 
-def _get_segment(
-    manifest: Manifest,
-    key: bytes | None,
-    index: int,
-    shares: dict[int, bytes],
-    on_bad_share: BadShareHook | None = None,
-) -> bytes:
+def _verified_shares(
+    manifest: Manifest, index: int, shares: dict[int, bytes], on_bad_share: BadShareHook | None
+) -> dict[int, bytes]:
+    """The first k shares (in index order) whose blake3 matches the manifest.
+
+    Raises:
+        NotEnoughShares: fewer than k verified.
+    """
     entry = manifest.segments[index]
     good: dict[int, bytes] = {}
     bad: list[str] = []
@@ -144,28 +192,16 @@ def _get_segment(
         else:
             good[i] = shares[i]
             if len(good) == manifest.k:
-                break
+                return good
             continue
         bad.append(reason)
         if on_bad_share is not None:
             on_bad_share(index, i, reason)
-    if len(good) < manifest.k:
-        detail = f" ({len(bad)} bad: {'; '.join(bad)})" if bad else ""
-        raise NotEnoughShares(
-            f"segment {index}: {len(good)} good shares of {len(shares)} given, "
-            f"need {manifest.k}{detail}"
-        )
-    sealed = erasure.decode(good, manifest.k, manifest.n, manifest.stored_length(index))
-    if crypto.hash_segment(sealed) != entry.segment_hash:
-        raise IntegrityError(f"segment {index}: decoded bytes do not match the manifest")
-    if key is None:
-        return sealed
-    ad = crypto.associated_data(manifest.size, manifest.segment_size, len(manifest.segments), index)
-    try:
-        return crypto.decrypt_segment(key, manifest.nonce_prefix or b"", ad, index, sealed)
-    except crypto.DecryptionError as exc:
-        # The ciphertext matched the manifest's hash, so the key (not the data) is wrong.
-        raise CapabilityError("the key in this capability does not decrypt this file") from exc
+    detail = f" ({len(bad)} bad: {'; '.join(bad)})" if bad else ""
+    raise NotEnoughShares(
+        f"segment {index}: {len(good)} good shares of {len(shares)} given, "
+        f"need {manifest.k}{detail}"
+    )
 
 
 def decode_file(
@@ -181,13 +217,17 @@ def decode_file(
     """Fetch shares per segment from `source`, verify, decode, decrypt, write to `dst` in order.
 
     A share whose hash does not match the manifest is skipped (passed to `on_bad_share`) and the
-    next one is used, so up to (given - k) corrupted shares per segment are tolerated.
+    next one is used, so up to (given - k) corrupted shares per segment are tolerated.  `source`
+    and ``dst.write`` run on the calling thread; ``dst.write`` is given a memoryview of a reused
+    buffer, valid until it returns (a writer that keeps the data must copy it).
 
     Raises:
         CapabilityError: the file is encrypted and no key was given, or the key is wrong.
         NotEnoughShares: fewer than k shares of a segment verified (names the segment, how many
             were good and why the others were refused).
-        IntegrityError: a decoded segment does not match its manifest hash.
+        IntegrityError: a decoded segment does not match its manifest hash (or a share that
+            matched its hash has a size the manifest does not imply).
+        Exception: whatever `source` or ``dst.write`` raises.
     """
     if manifest.encrypted and key is None:
         raise CapabilityError("this file is encrypted and the capability carries no key")
@@ -195,16 +235,43 @@ def decode_file(
         key = None
     workers = workers or _default_workers()
     window = window or workers + 1
-    pending: deque[Future[bytes]] = deque()
-    with ThreadPoolExecutor(workers, thread_name_prefix="get") as pool:
-        for index in range(len(manifest.segments)):
-            pending.append(
-                pool.submit(_get_segment, manifest, key, index, source(index), on_bad_share)
-            )
-            if len(pending) >= window:
-                dst.write(pending.popleft().result())
-        while pending:
-            dst.write(pending.popleft().result())
+    k, n, count = manifest.k, manifest.n, len(manifest.segments)
+    sealed_bufs = [_Scratch() for _ in range(window)]
+    plain_bufs = [_Scratch() for _ in range(window)]
+
+    def get_segment(index: int, shares: dict[int, bytes], slot: int) -> memoryview:
+        good = _verified_shares(manifest, index, shares, on_bad_share)
+        stored = manifest.stored_length(index)
+        share_len = erasure.share_size(stored, k)
+        for i, share in good.items():
+            if len(share) != share_len:
+                raise IntegrityError(
+                    f"segment {index}: share {i} is {len(share)} bytes, the manifest implies "
+                    f"{share_len}"
+                )
+        padded = sealed_bufs[slot].view(k * share_len)
+        erasure.decode_into(good, k, n, padded)
+        sealed = padded[:stored]
+        if crypto.hash_segment(sealed) != manifest.segments[index].segment_hash:
+            raise IntegrityError(f"segment {index}: decoded bytes do not match the manifest")
+        if key is None:
+            return sealed
+        ad = crypto.associated_data(manifest.size, manifest.segment_size, count, index)
+        plain = plain_bufs[slot].view(stored - crypto.TAG_SIZE)
+        try:
+            crypto.decrypt_into(key, manifest.nonce_prefix or b"", ad, index, sealed, plain)
+        except crypto.DecryptionError as exc:
+            # The ciphertext matched the manifest's hash, so the key (not the data) is wrong.
+            raise CapabilityError("the key in this capability does not decrypt this file") from exc
+        return plain
+
+    def write(plain: memoryview) -> None:
+        dst.write(plain)
+
+    with OrderedPool(write, workers=workers, window=window, name="get") as pool:
+        for index in range(count):
+            slot = pool.reserve()
+            pool.submit(get_segment, index, source(index), slot)
 
 
 async def encode_file_async(
