@@ -22,8 +22,13 @@ import struct
 import blake3
 from nacl._sodium import ffi as _ffi  # PyNaCl's cffi binding of its bundled libsodium
 from nacl._sodium import lib as _sodium
+from nacl.bindings import sodium_init
 
 from storaged.errors import IntegrityError
+
+# Picks libsodium's SIMD ChaCha20/Poly1305 for this CPU (importing nacl.bindings does it too, but
+# only this module calls libsodium directly); without it the portable code runs ~3x slower.
+sodium_init()
 
 KEY_SIZE = 32
 NONCE_PREFIX_SIZE = 16
