@@ -127,7 +127,8 @@ def encode_file(
     prefix = None if public else secrets.token_bytes(crypto.NONCE_PREFIX_SIZE)
     count = segment_count(size, segment_size)
     workers = workers or _default_workers()
-    window = window or workers + 1
+    # one slot per worker, one being filled on this thread, one done and awaiting its turn
+    window = window or workers + 2
     tag = 0 if key is None else crypto.TAG_SIZE
     entries: list[SegmentEntry] = []
     # Per slot: the plaintext as read (encrypted files only) and the zero-padded stored segment.
@@ -234,7 +235,8 @@ def decode_file(
     if not manifest.encrypted:
         key = None
     workers = workers or _default_workers()
-    window = window or workers + 1
+    # one slot per worker, one being filled on this thread, one done and awaiting its turn
+    window = window or workers + 2
     k, n, count = manifest.k, manifest.n, len(manifest.segments)
     sealed_bufs = [_Scratch() for _ in range(window)]
     plain_bufs = [_Scratch() for _ in range(window)]
