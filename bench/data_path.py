@@ -6,7 +6,8 @@ written in 4 MiB chunks, put reads it segment by segment and appends every share
 (offsets kept in a small table), get reads k shares per segment back with pread (two data and
 two parity shares, so zfec really decodes).  The pipeline timings include that I/O; the baselines
 read the same file one segment at a time with the reads NOT timed, and run single-threaded with
-the same k-of-n.  "zfec encode alone" is the bare ``zfec.Encoder.encode`` on views of each
+the same k-of-n; "put-nosink" is put again with the shares dropped, to show what writing them
+costs.  "zfec encode alone" is the bare ``zfec.Encoder.encode`` on views of each
 segment (no copies); the ratio pipeline / zfec-encode-alone says how much of raw erasure-coding
 speed the full pipeline keeps (target >= 0.6 on both sides).
 
@@ -105,15 +106,23 @@ Offsets = list[tuple[int, int]]
 """offsets[segment] = (file offset of share 0, share size); shares are stored back to back."""
 
 
-def run_put(src_path: str, share_path: str, size: int,
-            workers: int | None) -> tuple[float, float, Manifest, bytes | None, Offsets]:
+def run_put(src_path: str, share_path: str | None, size: int, workers: int | None,
+            io_cpu: list[float] | None = None,
+            ) -> tuple[float, float, Manifest, bytes | None, Offsets]:
+    """Put the input; shares are appended to `share_path` (or dropped when it is None).
+    The sink's CPU seconds are added to ``io_cpu[0]`` when given."""
     offsets: Offsets = []
-    with open(share_path, "wb") as out, open(src_path, "rb") as src:
+    with open(share_path or os.devnull, "wb") as out, open(src_path, "rb") as src:
 
         def sink(index: int, shares: list[bytes]) -> None:
+            if share_path is None:
+                return
+            c0 = time.thread_time()
             offsets.append((out.tell(), len(shares[0])))
             for s in shares:
                 out.write(s)
+            if io_cpu is not None:
+                io_cpu[0] += time.thread_time() - c0
 
         t0, c0 = time.perf_counter(), time.process_time()
         manifest, key = encode_file(src, sink, size=size, workers=workers)
@@ -123,14 +132,19 @@ def run_put(src_path: str, share_path: str, size: int,
 
 
 def run_get(share_path: str, manifest: Manifest, key: bytes | None, offsets: Offsets,
-            workers: int | None) -> tuple[float, float]:
+            workers: int | None, io_cpu: list[float] | None = None) -> tuple[float, float]:
+    """Get the file back from the share file (the source's CPU seconds go to ``io_cpu[0]``)."""
     sink_out = NullWriter()
     fd = os.open(share_path, os.O_RDONLY)
     try:
 
         def source(index: int) -> dict[int, bytes]:
+            c0 = time.thread_time()
             base, length = offsets[index]
-            return {j: os.pread(fd, length, base + j * length) for j in PICKED}
+            shares = {j: os.pread(fd, length, base + j * length) for j in PICKED}
+            if io_cpu is not None:
+                io_cpu[0] += time.thread_time() - c0
+            return shares
 
         dst: BinaryIO = sink_out  # type: ignore[assignment]
         t0, c0 = time.perf_counter(), time.process_time()
@@ -168,11 +182,13 @@ def stage_profile(src_path: str, share_path: str, size: int, workers: int | None
                          (crypto, "decrypt_into")]:
         wrap(module, name)
     try:
-        _, put_cpu, manifest, key, offsets = run_put(src_path, share_path, size, workers)
-        put_stages = dict(spent)
+        io_cpu = [0.0]
+        _, put_cpu, manifest, key, offsets = run_put(src_path, share_path, size, workers, io_cpu)
+        put_stages = dict(spent, share_file_writes=io_cpu[0])
         spent.clear()
-        _, get_cpu = run_get(share_path, manifest, key, offsets, workers)
-        get_stages = dict(spent)
+        io_cpu = [0.0]
+        _, get_cpu = run_get(share_path, manifest, key, offsets, workers, io_cpu)
+        get_stages = dict(spent, share_file_reads=io_cpu[0])
     finally:
         for module, name, fn in originals:
             setattr(module, name, fn)
@@ -201,10 +217,11 @@ def main() -> None:
 
     print(f"data path on {args.mb} MiB, {k}-of-{n}, {seg // 2**20} MiB segments, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
-    print("  round   MB/s: zfec-enc zfec-dec blake3   put    get  | put/zfec get/zfec"
-          " | CPU s: zfec-enc put  get")
+    print("  round   MB/s: zfec-enc zfec-dec blake3 put-nosink  put    get  |"
+          " put/zfec get/zfec | CPU s: zfec-enc put  get")
     put_ratios: list[float] = []
     get_ratios: list[float] = []
+    nosink_ratios: list[float] = []
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench-data-") as tmp:
         src_path = os.path.join(tmp, "input")
         share_path = os.path.join(tmp, "shares")
@@ -215,13 +232,16 @@ def main() -> None:
             dec_s, _ = timed_alone(src_path, seg, lambda sh: zfec_decode(sh, k, n),
                                    prepare=lambda s: erasure.encode(s, k, n))
             b3_s, _ = timed_alone(src_path, seg, lambda s: blake3.blake3(s).digest())
+            nosink_s, *_ = run_put(src_path, None, size, workers)
             put_s, put_cpu, manifest, key, offsets = run_put(src_path, share_path, size, workers)
             get_s, get_cpu = run_get(share_path, manifest, key, offsets, workers)
             put_ratios.append(zfec_s / put_s)
             get_ratios.append(zfec_s / get_s)
+            nosink_ratios.append(zfec_s / nosink_s)
             print(f"  {r + 1:5d}  {rate(zfec_s):14.0f} {rate(dec_s):8.0f} {rate(b3_s):6.0f}"
-                  f" {rate(put_s):6.0f} {rate(get_s):6.0f} | {put_ratios[-1]:8.2f}"
-                  f" {get_ratios[-1]:8.2f} | {zfec_cpu:14.2f} {put_cpu:4.2f} {get_cpu:4.2f}")
+                  f" {rate(nosink_s):10.0f} {rate(put_s):6.0f} {rate(get_s):6.0f} |"
+                  f" {put_ratios[-1]:8.2f} {get_ratios[-1]:8.2f} |"
+                  f" {zfec_cpu:14.2f} {put_cpu:4.2f} {get_cpu:4.2f}")
         if args.stages:
             stage_profile(src_path, share_path, size, workers)
 
@@ -230,6 +250,8 @@ def main() -> None:
 
     print(f"  put / zfec-alone: median {summary(put_ratios)}   get / zfec-alone: median "
           f"{summary(get_ratios)}   (target >= 0.6 on both sides)")
+    print(f"  put-nosink / zfec-alone: median {summary(nosink_ratios)}  (shares dropped instead"
+          " of written to the share file: the pipeline without the bench's output I/O)")
     print(f"  load average {os.getloadavg()[0]:.1f} at end (2-core shared host: others' jobs "
           "slow both sides, and the pipeline's CPU time too)")
     print(f"  peak RSS {rss_mib():.0f} MiB (after writing the input: {rss_start:.0f};"
