@@ -176,10 +176,10 @@ def stage_profile(src_path: str, share_path: str, size: int, workers: int | None
 
         setattr(module, name, timed)
 
-    for module, name in [(pipeline, "_read_exact"), (crypto, "encrypt_into"),
+    for module, name in [(pipeline, "_read_exact"), (crypto, "encrypt_in_place"),
                          (crypto, "hash_segment"), (erasure, "encode_blocks"),
                          (crypto, "hash_share"), (erasure, "decode_into"),
-                         (crypto, "decrypt_into")]:
+                         (crypto, "decrypt_in_place")]:
         wrap(module, name)
     try:
         io_cpu = [0.0]

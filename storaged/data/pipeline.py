@@ -6,10 +6,11 @@ calling thread reads the next segment (or fetches its shares) and hands finished
 Results are handed to the sink / written out strictly in segment order
 (:class:`~storaged.data.ordered.OrderedPool`).
 
-Each outstanding segment owns a slot of scratch buffers, reused from segment to segment: the
-file is read straight into one (``readinto``), libsodium writes the ciphertext into the other
-and zfec reads its k blocks as views of it, so the only per-segment allocations are the shares
-handed to the sink (put) and the blocks zfec rebuilds (get).  Fresh multi-MiB allocations are
+Each outstanding segment owns a slot: one buffer reused from segment to segment.  Put reads
+the plaintext straight into it (``readinto``), libsodium encrypts it in place and zfec reads its
+k blocks as views of it; get gathers the k blocks into it and decrypts in place.  So the only
+per-segment allocations are the shares handed to the sink (put) and the blocks zfec rebuilds
+(get).  Fresh multi-MiB allocations are
 not free: each page is faulted in and zeroed by the kernel.
 
 Shares go out through a :data:`ShareSink` and come back through a :data:`ShareSource`, plain
@@ -131,17 +132,19 @@ def encode_file(
     window = window or workers + 2
     tag = 0 if key is None else crypto.TAG_SIZE
     entries: list[SegmentEntry] = []
-    # Per slot: the plaintext as read (encrypted files only) and the zero-padded stored segment.
-    plain_bufs = [_Scratch() for _ in range(window)]
-    sealed_bufs = [_Scratch() for _ in range(window)]
+    # Per slot, one buffer: the plaintext is read into it, encrypted in place (ciphertext + tag)
+    # and zero-padded to k equal blocks, which zfec reads as views.
+    bufs = [_Scratch() for _ in range(window)]
+
+    def padded_length(length: int) -> int:
+        return k * erasure.share_size(length + tag, k)
 
     def put_segment(index: int, length: int, slot: int) -> tuple[list[bytes], SegmentEntry]:
         stored = length + tag
-        padded = sealed_bufs[slot].view(k * erasure.share_size(stored, k))
+        padded = bufs[slot].view(padded_length(length))
         if key is not None and prefix is not None:
             ad = crypto.associated_data(size, segment_size, count, index)
-            plain = plain_bufs[slot].view(length)
-            crypto.encrypt_into(key, prefix, ad, index, plain, padded)
+            crypto.encrypt_in_place(key, prefix, ad, index, padded, length)
         padded[stored:] = bytes(len(padded) - stored)  # the buffer holds an older segment
         segment_hash = crypto.hash_segment(padded[:stored])
         shares = erasure.encode_blocks(padded, k, n)
@@ -158,11 +161,7 @@ def encode_file(
         for index in range(count):
             length = min(segment_size, size - index * segment_size)
             slot = pool.reserve()
-            if key is None:  # read straight into the buffer zfec encodes (sized to its padding)
-                into = sealed_bufs[slot].view(k * erasure.share_size(length, k))[:length]
-            else:
-                into = plain_bufs[slot].view(length)
-            _read_exact(src, into, index)
+            _read_exact(src, bufs[slot].view(padded_length(length))[:length], index)
             pool.submit(put_segment, index, length, slot)
     if src.read(1):
         raise UserError(f"file grew while reading (longer than {size} bytes)")
@@ -238,8 +237,7 @@ def decode_file(
     # one slot per worker, one being filled on this thread, one done and awaiting its turn
     window = window or workers + 2
     k, n, count = manifest.k, manifest.n, len(manifest.segments)
-    sealed_bufs = [_Scratch() for _ in range(window)]
-    plain_bufs = [_Scratch() for _ in range(window)]
+    bufs = [_Scratch() for _ in range(window)]  # per slot: the k blocks, decrypted in place
 
     def get_segment(index: int, shares: dict[int, bytes], slot: int) -> memoryview:
         good = _verified_shares(manifest, index, shares, on_bad_share)
@@ -251,21 +249,21 @@ def decode_file(
                     f"segment {index}: share {i} is {len(share)} bytes, the manifest implies "
                     f"{share_len}"
                 )
-        padded = sealed_bufs[slot].view(k * share_len)
+        padded = bufs[slot].view(k * share_len)
         erasure.decode_into(good, k, n, padded)
-        sealed = padded[:stored]
-        if crypto.hash_segment(sealed) != manifest.segments[index].segment_hash:
+        if crypto.hash_segment(padded[:stored]) != manifest.segments[index].segment_hash:
             raise IntegrityError(f"segment {index}: decoded bytes do not match the manifest")
         if key is None:
-            return sealed
+            return padded[:stored]
         ad = crypto.associated_data(manifest.size, manifest.segment_size, count, index)
-        plain = plain_bufs[slot].view(stored - crypto.TAG_SIZE)
         try:
-            crypto.decrypt_into(key, manifest.nonce_prefix or b"", ad, index, sealed, plain)
+            plain_len = crypto.decrypt_in_place(
+                key, manifest.nonce_prefix or b"", ad, index, padded, stored
+            )
         except crypto.DecryptionError as exc:
             # The ciphertext matched the manifest's hash, so the key (not the data) is wrong.
             raise CapabilityError("the key in this capability does not decrypt this file") from exc
-        return plain
+        return padded[:plain_len]
 
     def write(plain: memoryview) -> None:
         dst.write(plain)
