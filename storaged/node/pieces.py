@@ -267,8 +267,7 @@ class PieceStore:
         trust_all = upload in self._open_uploads
 
         def prepare() -> int:
-            part.touch()  # exists from the start: an empty piece (a 0-byte file) gets no write
-            held = part.stat().st_size
+            held = part.stat().st_size if part.exists() else 0
             if not trust_all and held > synced:
                 os.truncate(part, synced)
                 held = synced
@@ -283,6 +282,7 @@ class PieceStore:
                 raise ResourceError(
                     f"disk full: piece needs {need} more bytes, {free} free in {self.dir} "
                     f"(keeping {self.min_free} free)")
+            part.touch()  # exists from here on: an empty piece (a 0-byte file) gets no write
             return held
 
         held = await trio.to_thread.run_sync(prepare)

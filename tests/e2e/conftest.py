@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,32 @@ def devnet(tmp_path: Path) -> Iterator[Net]:
         dn.stop(net, timeout=15)
         leftover = [p.pid for p in net.procs.values() if p.poll() is None]
         assert not leftover, f"provider processes still running: {leftover}"
+
+
+def wait_for(what: str, timeout: float, probe: Any) -> Any:
+    """Poll ``probe()`` until it returns something truthy (returned) or fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = probe()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
+        time.sleep(0.5)  # API polling interval; the deadline above bounds the wait
+
+
+def chain_deal(devnet: Net, deal_id: int) -> dict[str, Any] | None:
+    """The deal record as the chain has it, read (and verified) by a light client."""
+    import trio
+
+    from storaged import config
+    from storaged.client.light import open_light_node
+
+    async def read() -> dict[str, Any] | None:
+        home = devnet.net.client
+        async with open_light_node(home, config.load(home, env={})) as light:
+            return await light.need_chain().deal(deal_id)
+
+    return trio.run(read)
 
 
 def write_random(path: Path, size: int) -> Path:

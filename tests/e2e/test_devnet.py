@@ -7,9 +7,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from storaged.node import devnet as dn
-from tests.e2e.conftest import ROOT, SEGMENT, Net, same_file, write_random
+from tests.e2e.conftest import (
+    ROOT,
+    SEGMENT,
+    Net,
+    chain_deal,
+    same_file,
+    wait_for,
+    write_random,
+)
 
 MIB = 1 << 20
 
@@ -63,6 +72,25 @@ def test_kill_providers_then_restart(devnet: Net, tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr[-2000:]
     assert same_file(files[1], tmp_path / "back")
 
+    # The restarted provider resumes proving and is paid again for its deals.
+    home, restarted_at = devnet.providers[0], dn.height_of(devnet.providers[0]) or 0
+    settled = {d: (chain_deal(devnet, d) or {}).get("settled", 0) for d in deals_before[home]}
+
+    def proven_after_restart() -> dict[str, Any] | None:
+        for row in devnet.api(home, "/v1/proving")["sectors"]:
+            post = row["last_post"]
+            if post and post["ok"] and post["height"] > restarted_at:
+                return dict(row)
+        return None
+
+    row = wait_for("a PoSt of p1 after its restart", 240, proven_after_restart)
+
+    def paid_more() -> bool:
+        rec = chain_deal(devnet, row["deal"])
+        return rec is not None and rec["settled"] > settled[row["deal"]]
+
+    wait_for(f"deal {row['deal']} to be paid again", 120, paid_more)
+
 
 def test_provider_killed_mid_put(devnet: Net, tmp_path: Path) -> None:
     """A provider SIGKILLed while a put runs: the put completes on others or fails with a
@@ -85,6 +113,13 @@ def test_provider_killed_mid_put(devnet: Net, tmp_path: Path) -> None:
             put.send_signal(signal.SIGKILL)
             put.wait()
     assert "Traceback" not in stderr
+    # Restarted, the victim counts as stored only the pieces that arrived whole.
+    devnet.restart(victim)
+    deals = devnet.api(victim, "/v1/deals")["deals"]
+    whole = {d["piece"] for d in deals if d["state"] != "awaiting_data"}
+    pieces = devnet.api(victim, "/v1/status")["pieces"]
+    assert pieces["pieces"] == len(whole), (pieces, deals)
+    assert all(d["received"] < d["size"] for d in deals if d["state"] == "awaiting_data")
     if put.returncode == 0:
         import json
 

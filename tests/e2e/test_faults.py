@@ -2,36 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.conftest import SEGMENT, Net, same_file, write_random
-
-
-def _wait(what: str, timeout: float, probe: Any) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = probe()
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
-        time.sleep(0.5)  # API polling interval; the deadline above bounds the wait
-
-
-def _chain_deal(devnet: Net, deal_id: int) -> dict[str, Any] | None:
-    """The deal record as the chain has it, read (and verified) by a light client."""
-    import trio
-
-    from storaged import config
-    from storaged.client.light import open_light_node
-
-    async def read() -> dict[str, Any] | None:
-        home = devnet.net.client
-        async with open_light_node(home, config.load(home, env={})) as light:
-            return await light.need_chain().deal(deal_id)
-
-    return trio.run(read)
+from tests.e2e.conftest import SEGMENT, Net, chain_deal, same_file, wait_for, write_random
 
 
 def _chain_params(devnet: Net) -> Any:
@@ -49,7 +23,7 @@ def test_corrupt_replica_is_declared_faulty_and_recovered(devnet: Net, tmp_path:
         rows = devnet.api(home, "/v1/sectors")["sectors"]
         return next((r for r in rows if r["state"] == "ACTIVE"), None)
 
-    sector = _wait("an ACTIVE sector on p1", 240, active_sector)
+    sector = wait_for("an ACTIVE sector on p1", 240, active_sector)
     replica = home / "sectors" / f"{sector['sector']}.replica"
     balance_before = devnet.api(home, "/v1/wallet")
     with open(replica, "r+b") as f:  # flip bytes in the middle of the sealed replica
@@ -64,16 +38,16 @@ def test_corrupt_replica_is_declared_faulty_and_recovered(devnet: Net, tmp_path:
                 return list(row["faults"])
         return None
 
-    faults = _wait("the fault to be recorded", 240, fault_recorded)
+    faults = wait_for("the fault to be recorded", 240, fault_recorded)
     assert faults, "a fault event with its reason"
 
     # On chain: the deal's history names the fault, and each faulty period burned exactly
     # fault_fee_bps of the deal's collateral (and withheld that period's payment).
     def burned() -> dict[str, Any] | None:
-        rec = _chain_deal(devnet, sector["deal"])
+        rec = chain_deal(devnet, sector["deal"])
         return rec if rec is not None and rec["burned"] > 0 else None
 
-    rec = _wait("the fault fee to be burned on chain", 240, burned)
+    rec = wait_for("the fault fee to be burned on chain", 240, burned)
     params = _chain_params(devnet)
     collateral = rec["proposal"]["collateral"]
     fee = collateral * params.fault_fee_bps // 10_000
@@ -84,7 +58,7 @@ def test_corrupt_replica_is_declared_faulty_and_recovered(devnet: Net, tmp_path:
     # The fee comes out of the provider's locked collateral (no other deal moved it here).
     assert after["locked"] <= balance_before["locked"] - rec["burned"], (balance_before, after)
     # Recovery re-seals from the unsealed piece; proving resumes and the file still reads.
-    _wait("the sector to be ACTIVE again", 240, lambda: any(
+    wait_for("the sector to be ACTIVE again", 240, lambda: any(
         r["sector"] == sector["sector"] and r["state"] == "ACTIVE"
         for r in devnet.api(home, "/v1/sectors")["sectors"]))
     res = devnet.get(cap, tmp_path / "back")
