@@ -9,6 +9,15 @@ Consensus treats blocks as opaque bytes and calls, for each height:
 - ``commit(block_bytes, certificate) -> bytes``: apply and persist block, certificate, receipts,
   state changes and the new head in ONE atomic KV batch; returns the block hash.
 
+A block is executed once per node, not once per call: the write overlay and receipts of a
+successful check are kept, keyed by (head hash, blake3 of the block bytes), and reused by a
+later ``validate`` or ``commit`` of the same bytes on the same head (the proposer's own
+check, the validation before its prevote, the commit).  An overlay only holds writes and
+reads through the store, and the store does not change while the head stays the same, so a
+reused result is exactly what re-applying would give.  Entries for any other head are dropped.
+Transactions are authenticated through a per-node :class:`VerifiedTxs` cache, so each
+signature is checked once per node, not at admission, validation and commit.
+
 Genesis (:func:`init_genesis`) writes height 0: allocations, params, totals.
 """
 
@@ -29,11 +38,12 @@ from storaged.chain.cron import end_of_block
 from storaged.chain.errors import ChainError, InvalidBlock, StateCorrupt, ensure
 from storaged.chain.providers import Provider
 from storaged.chain.state import EntryProof, StateOverlay, prove_entry
-from storaged.chain.tx import decode_tx
+from storaged.chain.txcache import VerifiedTxs
 from storaged.chain.verifier import NATIVE, ProofVerifier
 from storaged.store import schema
 from storaged.store.kv import KV
 
+CHECKED_MAX = 4  # executed blocks kept per node (one height rarely sees more proposals)
 HEAD_FIELDS: dict[str, type] = {"height": int, "hash": bytes, "time": int, "state_root": bytes}
 GENESIS_PARENT = b"\x00" * 32
 
@@ -123,10 +133,19 @@ def read_receipt(kv: KV, tx_hash: bytes) -> dict[str, Any] | None:
 class ChainApp:
     """The application interface consensus calls; owns the chain's KV."""
 
-    def __init__(self, kv: KV, chain_id: str, verifier: ProofVerifier = NATIVE) -> None:
+    def __init__(self, kv: KV, chain_id: str, verifier: ProofVerifier = NATIVE, *,
+                 max_block_bytes: int | None = None) -> None:
+        """``max_block_bytes`` caps the summed size of the transactions this node proposes
+        in one block (None: only the ``max_txs_per_block`` parameter).  It is a proposer's
+        choice, not a validity rule: it keeps a block small enough to gossip and apply within
+        a block interval, so a backlog drains over several pipelined blocks."""
         self.kv = kv
         self.chain_id = chain_id
         self.verifier = verifier
+        self.max_block_bytes = max_block_bytes
+        self.txs = VerifiedTxs(chain_id)
+        self.executions = 0  # blocks applied by _check, valid or not (cache misses)
+        self._checked: dict[tuple[bytes, bytes], tuple[StateOverlay, list[dict[str, Any]]]] = {}
 
     def head(self) -> Head:
         """The last committed block.
@@ -138,10 +157,6 @@ class ChainApp:
         if raw is None:
             raise StateCorrupt("chain store has no head (run genesis first)")
         return Head(**encoding.require_map(encoding.decode(raw), HEAD_FIELDS, "head"))
-
-    def _parent(self) -> Parent:
-        head = self.head()
-        return Parent(self.chain_id, head.height, head.hash, head.time)
 
     def propose(
         self, height: int, time: int, proposer_key: nacl.signing.SigningKey,
@@ -164,30 +179,53 @@ class ChainApp:
         beacon = vrf.proof_to_hash(proof)
         randomness.store_beacon(state, height, beacon)
         chosen: list[bytes] = []
+        size = 0
         for raw in candidates:
             if len(chosen) >= params.max_txs_per_block:
                 break
+            if self.max_block_bytes is not None and size + len(raw) > self.max_block_bytes:
+                break
             trial = state.child()
             try:
-                apply_tx(trial, decode_tx(raw, self.chain_id),
+                apply_tx(trial, self.txs.decode(raw, self.chain_id),
                          Context(height, params, self.verifier))
             except ChainError:
                 continue  # an invalid or now-stale tx is left out, never blocks the others
             trial.merge_into(state)
             chosen.append(raw)
+            size += len(raw)
         end_of_block(state, height)
         header = Header(chain=self.chain_id, height=height, time=time,
                         parent=self.head().hash, proposer=bytes(proposer_key.verify_key),
                         txs_root=txs_root(chosen), state_root=state.root(),
                         beacon=beacon, beacon_proof=proof)
         block = Block(header=header, txs=tuple(chosen))
-        self._check(block)
-        return block.encode()
+        raw_block = block.encode()
+        self._check(raw_block)  # our own block passes the validators' check, or we raise
+        return raw_block
 
-    def _check(self, block: Block) -> tuple[StateOverlay, list[dict[str, Any]]]:
+    def _check(self, block_bytes: bytes) -> tuple[Block, StateOverlay, list[dict[str, Any]]]:
+        """Decode and execute ``block_bytes`` on the head, or reuse that execution.
+
+        Raises:
+            ChainError: the specific rule the block breaks (nothing is cached).
+        """
+        head = self.head()
+        key = (head.hash, encoding.digest(block_bytes))
+        block = decode_block(block_bytes)
+        found = self._checked.get(key)
+        if found is not None:
+            return block, found[0], found[1]
         state = StateOverlay(self.kv)
-        receipts = apply_block(state, block, self._parent(), self.verifier)
-        return state, receipts
+        self.executions += 1
+        receipts = apply_block(state, block, Parent(self.chain_id, head.height, head.hash,
+                                                    head.time), self.verifier, self.txs.decode)
+        for old in [k for k in self._checked if k[0] != head.hash]:
+            del self._checked[old]
+        while len(self._checked) >= CHECKED_MAX:
+            del self._checked[next(iter(self._checked))]
+        self._checked[key] = (state, receipts)
+        return block, state, receipts
 
     def validate(self, block_bytes: bytes) -> None:
         """Raise unless ``block_bytes`` is a valid next block; writes nothing.
@@ -195,7 +233,7 @@ class ChainApp:
         Raises:
             ChainError: the specific rule the block breaks.
         """
-        self._check(decode_block(block_bytes))
+        self._check(block_bytes)
 
     def commit(self, block_bytes: bytes, certificate: bytes) -> bytes:
         """Apply and persist a block with its commit certificate atomically; returns its hash.
@@ -203,8 +241,8 @@ class ChainApp:
         Raises:
             ChainError: the block is invalid (nothing is written).
         """
-        block = decode_block(block_bytes)
-        state, receipts = self._check(block)
+        block, state, receipts = self._check(block_bytes)
+        self._checked.clear()  # every entry was for the old head
         _persist(self.kv, state, block, certificate, receipts)
         return block.header.hash()
 
@@ -218,7 +256,7 @@ class ChainApp:
             ChainError: the specific rule the transaction breaks (its leaf).
         """
         state = StateOverlay(self.kv)
-        tx = decode_tx(raw, self.chain_id)
+        tx = self.txs.decode(raw, self.chain_id)
         apply_tx(state, tx, Context(self.head().height + 1, accounts.load_params(state),
                                     self.verifier))
 

@@ -17,6 +17,7 @@ certificates (stored beside the block) are what make a block final.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ from storaged.chain.context import Context
 from storaged.chain.cron import end_of_block
 from storaged.chain.errors import InvalidBlock, MalformedEncoding, ensure
 from storaged.chain.state import StateOverlay
-from storaged.chain.tx import decode_tx
+from storaged.chain.tx import Tx, decode_tx
 from storaged.chain.verifier import NATIVE, ProofVerifier
 
 BLOCK_VERSION = 1
@@ -112,9 +113,13 @@ class Parent:
 
 
 def apply_block(
-    state: StateOverlay, block: Block, parent: Parent, verifier: ProofVerifier = NATIVE
+    state: StateOverlay, block: Block, parent: Parent, verifier: ProofVerifier = NATIVE,
+    decode: Callable[[bytes, str], Tx] = decode_tx,
 ) -> list[dict[str, Any]]:
     """Check ``block`` against ``parent`` and apply it to ``state``; returns the receipts.
+
+    ``decode`` authenticates each transaction: :func:`decode_tx`, or a node's cache of it
+    (:class:`storaged.chain.txcache.VerifiedTxs`), which must give the same answer.
 
     Every transaction must be valid: a block with one bad transaction is rejected whole (the
     proposer filters them out; see :func:`storaged.chain.app.ChainApp.propose`).  On any error
@@ -140,7 +145,7 @@ def apply_block(
     randomness.check_beacon(state, h.height, h.proposer, h.beacon, h.beacon_proof)
     randomness.store_beacon(state, h.height, h.beacon)
     ctx = Context(h.height, params, verifier)
-    receipts = [apply_tx(state, decode_tx(raw, h.chain), ctx) for raw in block.txs]
+    receipts = [apply_tx(state, decode(raw, h.chain), ctx) for raw in block.txs]
     end_of_block(state, h.height)
     ensure(h.state_root == state.root(), InvalidBlock, "state_root does not match")
     return receipts

@@ -7,6 +7,11 @@ and a transaction that could never apply is refused at once with the specific
 :class:`ChainError`.  After each commit, :meth:`Mempool.on_commit` drops what the block
 included and re-checks the rest (a pending tx may have become invalid).
 
+Each sender's pending transactions are applied once, into an overlay kept until the head
+changes (admitting the k-th pending tx of a sender applies that tx alone, not all k again);
+signatures are checked through the app's :class:`VerifiedTxs` cache, so a tx re-checked after
+a commit, or later validated in a block, is not verified again.
+
 Limits keep a flood from growing memory without bound: at most ``max_txs`` in all and
 ``max_per_sender`` per sender; beyond that :class:`MempoolFull` (a ``ResourceError``).
 """
@@ -21,7 +26,7 @@ from storaged.chain.apply import apply_tx
 from storaged.chain.context import Context
 from storaged.chain.errors import ChainError
 from storaged.chain.state import StateOverlay
-from storaged.chain.tx import Tx, decode_tx
+from storaged.chain.tx import Tx
 from storaged.errors import ResourceError
 
 
@@ -38,6 +43,10 @@ class Mempool:
         self.max_per_sender = max_per_sender
         self._by_sender: dict[bytes, list[Tx]] = {}
         self._hashes: set[bytes] = set()
+        # Per sender: committed state plus that sender's pending txs, valid for one head.
+        self._overlays: dict[bytes, StateOverlay] = {}
+        self._overlay_head: bytes | None = None
+        self._ctx: Context | None = None
 
     def __len__(self) -> int:
         return len(self._hashes)
@@ -46,10 +55,19 @@ class Mempool:
         return tx_hash in self._hashes
 
     def _pending_state(self, sender: bytes) -> tuple[StateOverlay, Context]:
-        state = StateOverlay(self.app.kv)
-        ctx = Context(self.app.head().height + 1, accounts.load_params(state))
-        for tx in self._by_sender.get(sender, []):
-            apply_tx(state, tx, ctx)
+        head = self.app.head()
+        if head.hash != self._overlay_head or self._ctx is None:
+            self._overlays.clear()
+            self._overlay_head = head.hash
+            self._ctx = Context(head.height + 1, accounts.load_params(StateOverlay(self.app.kv)),
+                                self.app.verifier)
+        ctx = self._ctx
+        state = self._overlays.get(sender)
+        if state is None:
+            state = StateOverlay(self.app.kv)
+            for tx in self._by_sender.get(sender, []):
+                apply_tx(state, tx, ctx)
+            self._overlays[sender] = state
         return state, ctx
 
     def add(self, raw: bytes) -> bytes:
@@ -59,14 +77,16 @@ class Mempool:
             ChainError: decoding, signature or a state rule refuses it (specific leaf).
             MempoolFull: no room for it now.
         """
-        tx = decode_tx(raw, self.app.chain_id)
+        tx = self.app.txs.decode(raw, self.app.chain_id)
         if tx.hash in self._hashes:
             return tx.hash
         queue = self._by_sender.get(tx.sender, [])
         if len(self._hashes) >= self.max_txs or len(queue) >= self.max_per_sender:
             raise MempoolFull(f"mempool full ({len(self._hashes)} txs); retry after a block")
         state, ctx = self._pending_state(tx.sender)
-        apply_tx(state, tx, ctx)  # raises the specific ChainError; the overlay is discarded
+        trial = state.child()
+        apply_tx(trial, tx, ctx)  # raises the specific ChainError; the trial is discarded
+        trial.merge_into(state)
         self._by_sender.setdefault(tx.sender, []).append(tx)
         self._hashes.add(tx.hash)
         return tx.hash
@@ -97,6 +117,7 @@ class Mempool:
         dropped: list[bytes] = []
         pending = self._by_sender
         self._by_sender, self._hashes = {}, set()
+        self._overlays.clear()
         for sender in sorted(pending):
             for tx in pending[sender]:
                 if tx.hash in done:

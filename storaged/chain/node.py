@@ -83,6 +83,11 @@ log = logging.getLogger(__name__)
 ENVELOPE_VERSION = 1
 INCOMING_DEPTH = 8192
 TX_BATCH_BYTES = 56 << 10  # under TXS' 64 KiB message limit, with room for the envelope
+# Transactions per proposed block, in bytes (~600 transfers).  A proposal then stays well
+# under a Yamux stream's 256 KiB initial window, so it goes out in one write without waiting
+# for the receiver's window update, and a backlog drains in pipelined ~1 s blocks instead of
+# one block so large that applying it stalled every node's event loop for seconds.
+MAX_BLOCK_BYTES = 128 << 10
 MAX_REGOSSIP_S = 30.0
 RECEIPT_SCAN_DEPTH = 4096  # heights searched back for a receipt not in the in-memory index
 RECEIPT_INDEX_MAX = 200_000  # tx hash -> height entries kept in memory (oldest evicted)
@@ -132,12 +137,14 @@ class ChainNode:
     def __init__(self, node: Node, rpc: Rpc, gossip: Gossip, kv: KV, chain_id: str,
                  key: nacl.signing.SigningKey, *, validator: bool, wal_dir: Path,
                  block_interval: float = 1.0, timeouts: Timeouts | None = None,
-                 rebroadcast_s: float = 1.0, regossip_s: float = 3.0) -> None:
+                 rebroadcast_s: float = 1.0, regossip_s: float = 3.0,
+                 max_block_bytes: int = MAX_BLOCK_BYTES) -> None:
         """The store ``kv`` must hold the genesis (:func:`storaged.chain.genesis.apply_genesis`).
 
         ``validator=False`` never signs (a follower); ``validator=True`` signs whenever its
         key is in the height's validator set.  ``block_interval`` is the pause after each
-        commit (Tendermint's commit timeout): the devnet's block time.
+        commit (Tendermint's commit timeout): the devnet's block time.  ``max_block_bytes``
+        caps the transaction bytes of the blocks this node proposes (:class:`ChainApp`).
         """
         self.node = node
         self.rpc = rpc
@@ -151,7 +158,7 @@ class ChainNode:
         self.timeouts = timeouts or Timeouts()
         self.rebroadcast_s = rebroadcast_s
         self.regossip_s = regossip_s
-        self.app = ChainApp(kv, chain_id)
+        self.app = ChainApp(kv, chain_id, max_block_bytes=max_block_bytes)
         self.mempool = Mempool(self.app)
         self.sync = SyncService(self.app, rpc)
         self.query = QueryService(self.app, self.submit, self.find_receipt, self.next_nonce,
@@ -161,7 +168,8 @@ class ChainNode:
         self.syncs = 0  # catch-up rounds after start (driver reported we were behind)
         self._counter = 0
         self._committed = trio.Event()
-        self._receipts: dict[bytes, int] = {}
+        self._receipts: dict[bytes, tuple[int, int]] = {}  # tx hash -> (height, index)
+        self._decoded: dict[int, list[Any]] = {}  # height -> its receipts (a few recent)
         # Our own pending txs: raw, when to re-send, current backoff.
         self._local: dict[bytes, tuple[bytes, float, float]] = {}
         self._outbox: list[bytes] = []
@@ -204,6 +212,7 @@ class ChainNode:
             self._local[tx_hash] = (raw_tx, trio.current_time() + self.regossip_s,
                                     self.regossip_s)
             self._queue_tx(raw_tx)
+        await trio.lowlevel.checkpoint()  # a client's burst of submits must not starve consensus
         return tx_hash
 
     async def wait_receipt(self, tx_hash: bytes, timeout: float) -> dict[str, Any]:
@@ -246,35 +255,37 @@ class ChainNode:
         Txs committed while this process runs are indexed in memory; with ``scan``, older
         ones are looked up in the last ``RECEIPT_SCAN_DEPTH`` blocks.
         """
-        height = self._receipts.get(tx_hash)
-        if height is None:
+        where = self._receipts.get(tx_hash)
+        if where is None:
             if not scan:
                 return None
             head = self.app.head().height
             for h in range(head, max(0, head - RECEIPT_SCAN_DEPTH), -1):
                 if self._index_block(h, tx_hash):
-                    height = h
+                    where = self._receipts[tx_hash]
                     break
             else:
                 return None
-        raw = self.app.block_at(height)
-        receipts = self.app.kv.get(schema.chain_receipts_key(height))
-        if raw is None or receipts is None:
-            return None
-        txs = decode_block(raw).txs
-        for tx, receipt in zip(txs, encoding.decode(receipts), strict=True):
-            if encoding.digest(tx) == tx_hash:
-                return height, dict(receipt)
-        return None
+        height, index = where
+        receipts = self._decoded.get(height)
+        if receipts is None:
+            raw = self.app.kv.get(schema.chain_receipts_key(height))
+            if raw is None:
+                return None
+            receipts = list(encoding.decode(raw))
+            if len(self._decoded) >= 8:  # a waiter burst reads the last few heights only
+                del self._decoded[next(iter(self._decoded))]
+            self._decoded[height] = receipts
+        return (height, dict(receipts[index])) if index < len(receipts) else None
 
     def _index_block(self, height: int, wanted: bytes) -> bool:
         raw = self.app.block_at(height)
         if raw is None:
             return False
         found = False
-        for tx in decode_block(raw).txs:
+        for index, tx in enumerate(decode_block(raw).txs):
             h = encoding.digest(tx)
-            self._receipts[h] = height
+            self._receipts[h] = (height, index)
             found = found or h == wanted
         return found
 
@@ -347,8 +358,8 @@ class ChainNode:
     def _after_commit(self, block_bytes: bytes) -> None:
         block = decode_block(block_bytes)
         hashes = [encoding.digest(tx) for tx in block.txs]
-        for h in hashes:
-            self._receipts[h] = block.header.height
+        for index, h in enumerate(hashes):
+            self._receipts[h] = (block.header.height, index)
             self._local.pop(h, None)
         while len(self._receipts) > RECEIPT_INDEX_MAX:
             del self._receipts[next(iter(self._receipts))]
