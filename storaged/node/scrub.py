@@ -30,6 +30,7 @@ from storaged.chain.access import NotCommitted, TxSender
 from storaged.chain.errors import ChainError
 from storaged.errors import IntegrityError, NotFound, ResourceError
 from storaged.node import sectors as sec
+from storaged.node.background import run_in_background
 from storaged.node.sectors import Sector, SectorStore
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ async def check_replica(store: SectorStore, rec: Sector) -> str | None:
             return proofs_seal.comm_d(m)  # the Merkle root of any sector-sized buffer
 
     try:
-        actual = await trio.to_thread.run_sync(root)
+        actual = await run_in_background(root)
     except (NotFound, IntegrityError, ProofError) as exc:
         return str(exc)
     except OSError as exc:

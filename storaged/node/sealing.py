@@ -15,7 +15,8 @@ the sealer creates a sector job (:mod:`storaged.node.sectors`) and drives it:
 
 Every step is persisted before the next starts, so a restart resumes each job where it was.
 At most ``[proofs] seal_workers`` labellings run at once (each is CPU-bound on one core;
-the default 0 means one per core).
+the default 0 means one per core), in threads at background priority
+(:mod:`storaged.node.background`) so consensus and transfers keep their share of the CPU.
 A step that fails is retried a few blocks later, up to ``MAX_ATTEMPTS`` times; then the job is
 ``FAILED`` with the reason.  The scrubber (:mod:`storaged.node.scrub`) runs under the sealer
 because recovery is a re-seal.
@@ -41,6 +42,7 @@ from storaged.chain.errors import ChainError, InvalidState, UnknownObject
 from storaged.config import Config
 from storaged.errors import IntegrityError, NotFound, ResourceError
 from storaged.node import sectors as sec
+from storaged.node.background import run_in_background
 from storaged.node.sectors import Sector, SectorStore, map_file
 from storaged.store.kv import KV
 
@@ -259,7 +261,7 @@ class Sealer:
             return comms
 
         async with self.limiter:
-            return await trio.to_thread.run_sync(work)
+            return await run_in_background(work)
 
     async def _precommit(self, rec: Sector) -> Sector:
         on_chain = chain_sector(self.chain, self.me, rec.sector)
@@ -322,7 +324,7 @@ class Sealer:
 
         async with self.limiter:
             try:
-                proof = await trio.to_thread.run_sync(work)
+                proof = await run_in_background(work)
             except FileNotFoundError:
                 raise NotFound(f"piece of sector {rec.sector} is not on disk") from None
         receipt = await self.sender.send_and_wait(
