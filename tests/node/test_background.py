@@ -10,6 +10,7 @@ import trio
 
 from storaged.node.background import BACKGROUND_NICE, run_in_background
 
+
 def _nice_of_this_thread() -> tuple[int, int]:
     return threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
