@@ -55,6 +55,7 @@ VOTES = Topic("/storaged/votes/1", max_size=8 << 10, queue=4096)
 BLOCKS = Topic("/storaged/blocks/1", max_size=2 << 20, queue=256)
 
 OUTBOUND_HIGH_WATER = 16  # of libp2p's 32-RPC per-peer outbound queue
+STUCK_AFTER = 2.0  # seconds a full outbound queue may go without shrinking before we stop waiting
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,8 @@ class Gossip:
         self._queues: dict[str, trio.MemoryReceiveChannel[Any]] = {}
         self.dropped = 0
         self._running = False
+        # Per peer with a full outbound queue: (when it last shrank, its size then).
+        self._full_since: dict[Any, tuple[float, int]] = {}
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Run the pubsub service until cancelled; ``started()`` once it accepts subscriptions."""
@@ -188,11 +191,34 @@ class Gossip:
             raise LocalBugError(f"{len(data)}-byte message exceeds {topic.name} limit")
         # libp2p queues at most 32 outbound RPCs per peer and drops the rest; a local burst
         # would overflow it before its sender task runs.  Publishing therefore waits while
-        # any peer's queue is half full: the publisher is slowed, nothing is dropped.
-        queues = self._pubsub.peer_queues
-        while any(len(q) >= OUTBOUND_HIGH_WATER for q in queues.values()):  # noqa: ASYNC110
+        # a peer's queue is half full and draining: the publisher is slowed, nothing is
+        # dropped.  A queue that has not shrunk for STUCK_AFTER seconds belongs to a peer that
+        # is dead or wedged; waiting on it would stop all our gossip (consensus included), so
+        # it is left to libp2p's drop (that peer catches up through sync and re-broadcasts).
+        while self._draining_peers():  # noqa: ASYNC110
             await trio.sleep(0.001)  # libp2p offers no event for "queue drained"
         await self._pubsub.publish(topic.name, data)
+
+    def _draining_peers(self) -> int:
+        """How many peers have a full outbound queue that is still making progress."""
+        now = trio.current_time()
+        waiting = 0
+        seen = set()
+        for peer, queue in self._pubsub.peer_queues.items():
+            seen.add(peer)
+            size = len(queue)
+            if size < OUTBOUND_HIGH_WATER:
+                self._full_since.pop(peer, None)
+                continue
+            since, last = self._full_since.get(peer, (now, size))
+            if size < last:
+                since = now  # it shrank: the peer is reading
+            self._full_since[peer] = (since, size)
+            if now - since < STUCK_AFTER:
+                waiting += 1
+        for gone in set(self._full_since) - seen:
+            del self._full_since[gone]
+        return waiting
 
     def topic_peers(self, topic: Topic) -> list[str]:
         """Peers known to be subscribed to ``topic``."""

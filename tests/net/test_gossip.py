@@ -7,7 +7,7 @@ import pytest
 import trio
 
 from storaged.errors import LocalBugError
-from storaged.net.gossip import TXS, VOTES, Gossip, Topic
+from storaged.net.gossip import OUTBOUND_HIGH_WATER, STUCK_AFTER, TXS, VOTES, Gossip, Topic
 from storaged.net.testing import cluster
 
 
@@ -97,3 +97,53 @@ async def test_concurrent_rpc_writes_to_one_stream_stay_whole() -> None:
             got.append(one.publish[0].data)
             wire = wire[used + size:]
         assert sorted(got) == sorted(r.publish[0].data for r in rpcs)
+
+
+class _FakeQueue:
+    """Stands in for libp2p's per-peer outbound queue: only its length matters to pacing."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def close(self) -> None:
+        self.size = 0
+
+
+async def test_publish_waits_for_a_draining_peer_but_not_for_a_stuck_one() -> None:
+    from libp2p.peer.id import ID
+
+    async with cluster(2) as (a, b), trio.open_nursery() as nursery:
+        ga, gb = Gossip(a), Gossip(b)
+        with trio.fail_after(30):
+            await nursery.start(ga.run)
+            await nursery.start(gb.run)
+            sub = await gb.subscribe(TXS)
+            await ga.wait_for_topic_peers(TXS, 1, timeout=20)
+            queues = ga._pubsub.peer_queues
+            draining, stuck = _FakeQueue(30), _FakeQueue(30)
+
+            async def drain() -> None:
+                while draining.size > 0:
+                    await trio.sleep(0.05)
+                    draining.size -= 1
+
+            queues[ID(b"draining-peer")] = draining  # type: ignore[assignment]
+            nursery.start_soon(drain)
+            await ga.publish(TXS, b"after the drain")
+            assert draining.size < OUTBOUND_HIGH_WATER  # it waited for the reader
+            del queues[ID(b"draining-peer")]
+
+            queues[ID(b"stuck-peer")] = stuck  # type: ignore[assignment]
+            started = trio.current_time()
+            await ga.publish(TXS, b"despite the stuck peer")
+            assert STUCK_AFTER <= trio.current_time() - started < STUCK_AFTER + 3
+            started = trio.current_time()
+            await ga.publish(TXS, b"no second wait")
+            assert trio.current_time() - started < 1
+            del queues[ID(b"stuck-peer")]
+            got = {(await sub.receive()).data for _ in range(3)}
+            assert got == {b"after the drain", b"despite the stuck peer", b"no second wait"}
+        nursery.cancel_scope.cancel()
