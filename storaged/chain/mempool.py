@@ -12,12 +12,18 @@ changes (admitting the k-th pending tx of a sender applies that tx alone, not al
 signatures are checked through the app's :class:`VerifiedTxs` cache, so a tx re-checked after
 a commit, or later validated in a block, is not verified again.
 
-Limits keep a flood from growing memory without bound: at most ``max_txs`` in all and
-``max_per_sender`` per sender; beyond that :class:`MempoolFull` (a ``ResourceError``).
+A transaction up to ``MAX_NONCE_GAP`` nonces ahead of its sender's next one (gossip delivered
+n+1 before n) is held aside, not refused, and admitted as soon as the gap closes (by a later
+``add`` or a commit); held transactions are not candidates and not counted as pending.
+
+Limits keep a flood from growing memory without bound: at most ``max_txs`` in all,
+``max_per_sender`` per sender and ``max_held`` held aside; beyond that :class:`MempoolFull`
+(a ``ResourceError``).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 from storaged.chain import accounts
@@ -29,6 +35,8 @@ from storaged.chain.state import StateOverlay
 from storaged.chain.tx import Tx
 from storaged.errors import ResourceError
 
+MAX_NONCE_GAP = 16  # a tx this far ahead of its sender's next nonce is held, not refused
+
 
 class MempoolFull(ResourceError):
     """The mempool (or this sender's share of it) is full; retry after the next block."""
@@ -37,8 +45,10 @@ class MempoolFull(ResourceError):
 class Mempool:
     """Pending transactions of one node."""
 
-    def __init__(self, app: ChainApp, *, max_txs: int = 20_000, max_per_sender: int = 256) -> None:
+    def __init__(self, app: ChainApp, *, max_txs: int = 20_000, max_per_sender: int = 256,
+                 max_held: int = 4096) -> None:
         self.app = app
+        self.max_held = max_held
         self.max_txs = max_txs
         self.max_per_sender = max_per_sender
         self._by_sender: dict[bytes, list[Tx]] = {}
@@ -47,6 +57,8 @@ class Mempool:
         self._overlays: dict[bytes, StateOverlay] = {}
         self._overlay_head: bytes | None = None
         self._ctx: Context | None = None
+        # Per sender: transactions whose nonce is ahead of the next one, by nonce (raw bytes).
+        self._future: dict[bytes, dict[int, bytes]] = {}
 
     def __len__(self) -> int:
         return len(self._hashes)
@@ -83,13 +95,44 @@ class Mempool:
         queue = self._by_sender.get(tx.sender, [])
         if len(self._hashes) >= self.max_txs or len(queue) >= self.max_per_sender:
             raise MempoolFull(f"mempool full ({len(self._hashes)} txs); retry after a block")
+        expected = self.next_nonce(tx.sender)
+        if expected < tx.nonce <= expected + MAX_NONCE_GAP:
+            # Gossip can deliver a sender's n+1 before its n: hold it until n arrives.
+            held = self._future.setdefault(tx.sender, {})
+            if tx.nonce not in held and self._held_count() >= self.max_held:
+                if not held:
+                    del self._future[tx.sender]
+                raise MempoolFull(f"{self.max_held} transactions already wait for an earlier "
+                                  "nonce; retry after a block")
+            held[tx.nonce] = tx.raw
+            return tx.hash
         state, ctx = self._pending_state(tx.sender)
         trial = state.child()
         apply_tx(trial, tx, ctx)  # raises the specific ChainError; the trial is discarded
         trial.merge_into(state)
         self._by_sender.setdefault(tx.sender, []).append(tx)
         self._hashes.add(tx.hash)
+        self._promote(tx.sender)
         return tx.hash
+
+    def _held_count(self) -> int:
+        return sum(len(h) for h in self._future.values())
+
+    def _promote(self, sender: bytes) -> None:
+        """Admit the held transaction of ``sender`` whose turn has come; forget stale ones."""
+        held = self._future.get(sender)
+        if not held:
+            return
+        expected = self.next_nonce(sender)
+        for stale in [n for n in held if n < expected]:
+            del held[stale]
+        raw = held.pop(expected, None)
+        if not held:
+            del self._future[sender]
+        if raw is not None:
+            # One that no longer applies is dropped; its sender re-gossips a fixed one.
+            with contextlib.suppress(ChainError, MempoolFull):
+                self.add(raw)  # admits it and, in turn, promotes the next
 
     def next_nonce(self, account: bytes) -> int:
         """The nonce of ``account``'s next transaction: committed nonce + pending count."""
@@ -126,4 +169,6 @@ class Mempool:
                     self.add(tx.raw)
                 except (ChainError, MempoolFull):
                     dropped.append(tx.hash)
+        for sender in sorted(self._future):
+            self._promote(sender)  # a committed nonce may be the gap a held tx waited for
         return dropped

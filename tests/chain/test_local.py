@@ -8,6 +8,7 @@ import trio
 from storaged.chain.access import NotCommitted
 from storaged.chain.errors import BadNonce
 from storaged.chain.local import LocalChain
+from storaged.chain.mempool import MAX_NONCE_GAP
 from tests.chain.helpers import key, make_app, pk, transfer
 
 
@@ -16,7 +17,7 @@ async def test_submit_commit_and_wait_height() -> None:
     tx_hash = await chain.submit(transfer(0, 1, 30, 0))
     assert chain.next_nonce(pk(0)) == 1  # committed 0 + one pending
     with pytest.raises(BadNonce):
-        await chain.submit(transfer(0, 1, 30, 3))
+        await chain.submit(transfer(0, 1, 30, 2 + MAX_NONCE_GAP))  # too far ahead to hold
     async with trio.open_nursery() as nursery:
         await nursery.start(chain.run)
         head = await chain.wait_height(2, timeout=10)

@@ -7,7 +7,7 @@ import pytest
 from storaged.chain import encoding
 from storaged.chain.block import decode_block
 from storaged.chain.errors import BadNonce, InsufficientFunds, InvalidSignature
-from storaged.chain.mempool import Mempool, MempoolFull
+from storaged.chain.mempool import MAX_NONCE_GAP, Mempool, MempoolFull
 from tests.chain.helpers import commit_txs, make_app, pk, transfer
 
 
@@ -24,13 +24,41 @@ def test_several_pending_per_sender_in_nonce_order_round_robin() -> None:
     assert order.index(a[0]) < order.index(a[1]) < order.index(a[2])
     assert order.index(b[0]) < order.index(b[1])
     assert order[:2] in ([a[0], b[0]], [b[0], a[0]])  # senders interleaved, not one first
-    # A gap or a replay is refused at once with the specific rule.
+    # A gap beyond what gossip reordering explains, or a replay, is refused at once.
     with pytest.raises(BadNonce):
-        pool.add(transfer(0, 2, 10, 5))
+        pool.add(transfer(0, 2, 10, 3 + MAX_NONCE_GAP + 1))
     with pytest.raises(BadNonce):
         pool.add(transfer(0, 2, 11, 1))  # another tx reusing a pending nonce
     assert pool.add(a[1]) == encoding.digest(a[1])  # re-adding a pending tx is a no-op
     assert len(pool) == 5
+
+
+def test_a_tx_ahead_of_its_predecessor_is_held_until_the_gap_closes() -> None:
+    app = make_app({0: 1_000})
+    pool = Mempool(app)
+    txs = [transfer(0, 1, 10, n) for n in range(4)]
+    pool.add(txs[2])  # gossip brought nonces 2 and 3 before 0 and 1
+    pool.add(txs[3])
+    assert len(pool) == 0 and pool.candidates() == [] and pool.next_nonce(pk(0)) == 0
+    pool.add(txs[0])
+    assert pool.candidates() == [txs[0]]  # 1 is still missing: 2 and 3 wait
+    pool.add(txs[1])
+    assert pool.candidates() == txs and pool.next_nonce(pk(0)) == 4
+
+
+def test_a_commit_closes_the_gap_and_held_txs_are_bounded() -> None:
+    app = make_app({0: 1_000})
+    pool = Mempool(app)
+    first, later = transfer(0, 1, 10, 0), transfer(0, 1, 10, 1)
+    pool.add(later)
+    block = commit_txs(app, [first])  # nonce 0 arrived in another node's block, not by gossip
+    pool.on_commit(encoding.digest(t) for t in decode_block(block).txs)
+    assert pool.candidates() == [later]
+    small = Mempool(app, max_held=2)
+    small.add(transfer(0, 1, 1, 5))
+    small.add(transfer(0, 1, 1, 6))
+    with pytest.raises(MempoolFull, match="wait for an earlier nonce"):
+        small.add(transfer(0, 1, 1, 7))
 
 
 def test_pending_spend_counts_against_the_balance() -> None:
