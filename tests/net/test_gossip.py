@@ -3,12 +3,40 @@ never interleave."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import pytest
 import trio
 
 from storaged.errors import LocalBugError
-from storaged.net.gossip import OUTBOUND_HIGH_WATER, STUCK_AFTER, TXS, VOTES, Gossip, Topic
+from storaged.net.gossip import (
+    OUTBOUND_HIGH_WATER,
+    STUCK_AFTER,
+    TXS,
+    VOTES,
+    Gossip,
+    Subscription,
+    Topic,
+)
 from storaged.net.testing import cluster
+
+
+@asynccontextmanager
+async def _publisher_and_subscriber(
+    topic: Topic,
+) -> AsyncIterator[tuple[Gossip, Subscription, trio.Nursery]]:
+    """Gossip on two real hosts: the first publishes, the second is subscribed to ``topic``
+    (yields once the publisher sees the subscription)."""
+    async with cluster(2) as (a, b), trio.open_nursery() as nursery:
+        ga, gb = Gossip(a), Gossip(b)
+        with trio.fail_after(30):
+            await nursery.start(ga.run)
+            await nursery.start(gb.run)
+            sub = await gb.subscribe(topic)
+            await ga.wait_for_topic_peers(topic, 1, timeout=20)
+        yield ga, sub, nursery
+        nursery.cancel_scope.cancel()
 
 
 async def test_burst_of_200_from_one_peer_all_arrive() -> None:
@@ -34,20 +62,14 @@ async def test_burst_of_200_from_one_peer_all_arrive() -> None:
 
 async def test_oversized_message_is_dropped_by_receivers() -> None:
     big = Topic(VOTES.name, max_size=10_000, queue=16)  # the sender's looser view of the topic
-    async with cluster(2) as (a, b), trio.open_nursery() as nursery:
-        ga, gb = Gossip(a), Gossip(b)
+    async with _publisher_and_subscriber(VOTES) as (ga, sub, _):
         with trio.fail_after(30):
-            await nursery.start(ga.run)
-            await nursery.start(gb.run)
-            sub = await gb.subscribe(VOTES)
-            await ga.wait_for_topic_peers(VOTES, 1, timeout=20)
             await ga.publish(big, b"x" * (VOTES.max_size + 1))
             await ga.publish(VOTES, b"small vote")
             msg = await sub.receive()  # the oversized one never shows up first
             assert msg.data == b"small vote"
             with pytest.raises(LocalBugError):
                 await ga.publish(VOTES, b"x" * (VOTES.max_size + 1))
-        nursery.cancel_scope.cancel()
 
 
 class _SplittingStream:
@@ -115,19 +137,14 @@ class _FakeQueue:
 async def test_publish_waits_for_a_draining_peer_but_not_for_a_stuck_one() -> None:
     from libp2p.peer.id import ID
 
-    async with cluster(2) as (a, b), trio.open_nursery() as nursery:
-        ga, gb = Gossip(a), Gossip(b)
+    async with _publisher_and_subscriber(TXS) as (ga, sub, nursery):
         with trio.fail_after(30):
-            await nursery.start(ga.run)
-            await nursery.start(gb.run)
-            sub = await gb.subscribe(TXS)
-            await ga.wait_for_topic_peers(TXS, 1, timeout=20)
             queues = ga._pubsub.peer_queues
             draining, stuck = _FakeQueue(30), _FakeQueue(30)
 
             async def drain() -> None:
-                while draining.size > 0:
-                    await trio.sleep(0.05)
+                while draining.size > 0:  # a reader taking one RPC per scheduling turn
+                    await trio.lowlevel.checkpoint()
                     draining.size -= 1
 
             queues[ID(b"draining-peer")] = draining  # type: ignore[assignment]
@@ -146,4 +163,3 @@ async def test_publish_waits_for_a_draining_peer_but_not_for_a_stuck_one() -> No
             del queues[ID(b"stuck-peer")]
             got = {(await sub.receive()).data for _ in range(3)}
             assert got == {b"after the drain", b"despite the stuck peer", b"no second wait"}
-        nursery.cancel_scope.cancel()
