@@ -4,12 +4,16 @@
   :class:`storaged.chain.consensus.certificate.Evidence` (``[1, "evidence", vote_a,
   vote_b]``): two signed votes of one validator for one (kind, height, round) with different
   values.  Checked against the validator set in force at the votes' height;
-  ``evidence_slash_bps`` of the validator's bond is burned.  Used evidence is recorded
-  (``0x3D || blake3(evidence)`` -> u64 height) so it slashes once.
+  ``evidence_slash_bps`` of the validator's bond is burned, and the same share of every
+  unbond of that validator still pending that was made at or after the equivocation's height
+  (that stake was bonded when the validator equivocated, so unbonding right after cannot
+  dodge the slash).  Used evidence is recorded (``0x3D || blake3(evidence)`` -> u64 height)
+  so it slashes once.
 - ``unbond`` (a provider): ``{"amount": uint}`` leaves the bond now (the validator set follows
-  at h + 2) and waits in ``0x3E || u64 release height || pubkey`` -> u64 amount; the cron
-  returns it to the balance at ``height + unbond_delay``.  Pending unbonds are held funds in
-  the supply invariant.  An unbond pending is not slashable (a known simplification).
+  at h + 2) and waits in ``0x3E || u64 release height || pubkey || u64 start height`` -> u64
+  amount; the cron returns it to the balance at ``height + unbond_delay``.  Pending unbonds
+  are held funds in the supply invariant.  Evidence reported after an unbond's release finds
+  nothing left to slash there: ``unbond_delay`` is how long a validator stays answerable.
 """
 
 from __future__ import annotations
@@ -84,14 +88,43 @@ def report_evidence(state: StateOverlay, tx: Tx, sender: accounts.Account, ctx: 
     provider = providers.load_provider(state, vote.validator)
     ensure(provider is not None, InvalidTransaction, "the equivocating validator is gone")
     assert provider is not None
-    slash = provider.bond * ctx.params.evidence_slash_bps // BPS
+    bps = ctx.params.evidence_slash_bps
+    slash = provider.bond * bps // BPS
     provider.bond -= slash
     providers.store_provider(state, vote.validator, provider)
+    slash += _slash_pending_unbonds(state, vote.validator, vote.height, bps)
     accounts.store_account(state, tx.sender, sender)  # after the fee: sender may be anyone
     totals = accounts.load_totals(state)
     totals.burned += slash
     accounts.store_totals(state, totals)
     state.put(key, schema.u64(ctx.height))
+
+
+def _slash_pending_unbonds(state: StateOverlay, validator: bytes, since: int, bps: int) -> int:
+    """Cut ``bps`` from each pending unbond of ``validator`` made at height ``since`` or later
+    (votes for height h are cast before block h applies, so an unbond in block h was still
+    bonded stake then); returns the total cut (the caller burns it)."""
+    cuts = []
+    for key, raw in state.scan(schema.STATE_UNBOND):
+        if _unbond_owner(key) == validator and _unbond_start(key) >= since:
+            amount = int.from_bytes(raw, "big")
+            cuts.append((key, amount, amount * bps // BPS))
+    for key, amount, cut in cuts:
+        if cut == amount:
+            state.delete(key)
+        else:
+            state.put(key, schema.u64(amount - cut))
+    return sum(cut for _key, _amount, cut in cuts)
+
+
+def _unbond_owner(key: bytes) -> bytes:
+    return key[9:41]
+
+
+def _unbond_start(key: bytes) -> int:
+    """The height the unbond was made at; 0 for a key written before start heights were
+    recorded (41 bytes): such an unbond keeps the rule it was made under, not slashable."""
+    return int.from_bytes(key[41:49], "big") if len(key) == 49 else 0
 
 
 def unbond(state: StateOverlay, tx: Tx, sender: accounts.Account, ctx: Context) -> None:
@@ -110,7 +143,7 @@ def unbond(state: StateOverlay, tx: Tx, sender: accounts.Account, ctx: Context) 
     provider.bond -= amount
     providers.store_provider(state, tx.sender, provider)
     accounts.store_account(state, tx.sender, sender)
-    key = schema.state_unbond_key(ctx.height + ctx.params.unbond_delay, tx.sender)
+    key = schema.state_unbond_key(ctx.height + ctx.params.unbond_delay, tx.sender, ctx.height)
     raw = state.get(key)
     pending = 0 if raw is None else int.from_bytes(raw, "big")
     state.put(key, schema.u64(pending + amount))
@@ -127,7 +160,7 @@ def release_unbonds(state: StateOverlay, height: int) -> None:
     for key, raw in state.scan(schema.STATE_UNBOND):
         if int.from_bytes(key[1:9], "big") > height:
             break
-        due.append((key, key[9:41], int.from_bytes(raw, "big")))
+        due.append((key, _unbond_owner(key), int.from_bytes(raw, "big")))
     for key, who, amount in due:
         account = accounts.load_account(state, who)
         account.balance += amount

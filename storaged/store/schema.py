@@ -267,7 +267,7 @@ STATE_SECTOR = b"\x3a"  # + 32-byte provider key + u64 sector number -> CBOR sec
 STATE_POST_DUE = b"\x3b"  # + u64 close height + provider + u64 sector -> b"" (open period)
 STATE_DEAL_PARTY = b"\x3c"  # + 32-byte party key + u64 deal id -> b"" (client or provider)
 STATE_EVIDENCE = b"\x3d"  # + hash32 evidence bytes -> u64 height it was used at
-STATE_UNBOND = b"\x3e"  # + u64 release height + 32-byte key -> u64 amount pending
+STATE_UNBOND = b"\x3e"  # + u64 release height + 32-byte key + u64 start -> u64 amount pending
 
 
 def chain_tx_index_key(tx_hash: bytes) -> bytes:
@@ -295,6 +295,7 @@ def state_evidence_key(evidence_hash: bytes) -> bytes:
     return STATE_EVIDENCE + hash32(evidence_hash)
 
 
-def state_unbond_key(release: int, validator: bytes) -> bytes:
-    """Key of a pending unbond released at ``release``."""
-    return STATE_UNBOND + u64(release) + hash32(validator)
+def state_unbond_key(release: int, validator: bytes, start: int) -> bytes:
+    """Key of a pending unbond made at height ``start`` and released at ``release`` (the
+    start height says which equivocations the amount is still answerable for)."""
+    return STATE_UNBOND + u64(release) + hash32(validator) + u64(start)

@@ -78,3 +78,32 @@ def test_unbond_waits_the_delay() -> None:
     env.until(at + PARAMS.unbond_delay)
     assert env.view.account(pk(3)).balance == balance0 - 1 + 400
     assert dict(env.app.validators(env.height()))[pk(3)] == BOND - 400
+
+
+def test_unbonding_after_equivocating_does_not_dodge_the_slash() -> None:
+    env = _env()
+    env.until(2)
+    infraction = env.height() + 1  # the validator double-signs at the next height...
+    env.block((3, "unbond", {"amount": 600}))  # ...and unbonds in that very block
+    balance = env.view.account(pk(3)).balance
+    burned0 = load_totals(StateOverlay(env.app.kv)).burned
+    env.block((2, "report_evidence", {"evidence": _evidence(3, height=infraction)}))
+    provider = env.view.provider(pk(3))
+    assert provider is not None and provider.bond == (BOND - 600) // 2
+    # Half of the bond left (200) and half of the pending unbond (300) are burned.
+    assert load_totals(StateOverlay(env.app.kv)).burned == burned0 + 1 + 200 + 300
+    env.until(infraction + PARAMS.unbond_delay)
+    assert env.view.account(pk(3)).balance == balance + 300  # only the unslashed half returns
+
+
+def test_unbond_made_before_the_equivocation_is_not_slashed() -> None:
+    env = _env()
+    env.block((3, "unbond", {"amount": 600}))
+    unbonded_at = env.height()
+    balance = env.view.account(pk(3)).balance
+    env.until(unbonded_at + 1)
+    env.block((2, "report_evidence", {"evidence": _evidence(3, height=unbonded_at + 1)}))
+    provider = env.view.provider(pk(3))
+    assert provider is not None and provider.bond == (BOND - 600) // 2
+    env.until(unbonded_at + PARAMS.unbond_delay)
+    assert env.view.account(pk(3)).balance == balance + 600  # it had left before the fault
