@@ -145,6 +145,113 @@ done:
     return res;
 }
 
+/* sdr_label_batch(replica_ids, n_nodes, layers, datas_or_None, outs, want_columns)
+ *   -> list of column digests bytes (one per sector), or None. Up to 8 sectors at once. */
+static PyObject *py_sdr_label_batch(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *rids_obj, *ins_obj, *outs_obj;
+    unsigned long long n;
+    unsigned int layers;
+    int want_cols;
+    if (!PyArg_ParseTuple(args, "OKIOOp:sdr_label_batch", &rids_obj, &n, &layers, &ins_obj,
+                          &outs_obj, &want_cols))
+        return NULL;
+    Py_buffer in[SD_SDR_MAX_BATCH], out[SD_SDR_MAX_BATCH];
+    Py_ssize_t n_in = 0, n_out = 0, lanes = 0;
+    PyObject *rids_seq = NULL, *ins_seq = NULL, *outs_seq = NULL, *cols = NULL, *res = NULL;
+    uint8_t rids[32 * SD_SDR_MAX_BATCH];
+    const uint8_t *in_p[SD_SDR_MAX_BATCH];
+    uint8_t *out_p[SD_SDR_MAX_BATCH], *col_p[SD_SDR_MAX_BATCH];
+    if (check_graph(n, 0, "sdr_label_batch") != 0) return NULL;
+    if (layers < 1 || layers > 255) {
+        FAIL("sdr_label_batch: layer count must be in 1..255, got %u", layers);
+        return NULL;
+    }
+    rids_seq = PySequence_Fast(rids_obj, "sdr_label_batch: replica ids must be a sequence");
+    outs_seq = PySequence_Fast(outs_obj, "sdr_label_batch: outs must be a sequence");
+    if (rids_seq == NULL || outs_seq == NULL) goto done;
+    lanes = PySequence_Fast_GET_SIZE(rids_seq);
+    if (lanes < 1 || lanes > SD_SDR_MAX_BATCH) {
+        FAIL("sdr_label_batch: a batch is 1..%d sectors, got %zd", SD_SDR_MAX_BATCH, lanes);
+        goto done;
+    }
+    if (PySequence_Fast_GET_SIZE(outs_seq) != lanes) {
+        FAIL("sdr_label_batch: %zd replica ids but %zd output buffers", lanes,
+             PySequence_Fast_GET_SIZE(outs_seq));
+        goto done;
+    }
+    if (ins_obj != Py_None) {
+        ins_seq = PySequence_Fast(ins_obj, "sdr_label_batch: datas must be a sequence or None");
+        if (ins_seq == NULL) goto done;
+        if (PySequence_Fast_GET_SIZE(ins_seq) != lanes) {
+            FAIL("sdr_label_batch: %zd replica ids but %zd input buffers", lanes,
+                 PySequence_Fast_GET_SIZE(ins_seq));
+            goto done;
+        }
+    }
+    for (Py_ssize_t i = 0; i < lanes; i++) {
+        PyObject *r = PySequence_Fast_GET_ITEM(rids_seq, i);
+        if (!PyBytes_Check(r) || PyBytes_GET_SIZE(r) != 32) {
+            FAIL("sdr_label_batch: replica id %zd must be 32 bytes", i);
+            goto done;
+        }
+        memcpy(rids + 32 * i, PyBytes_AS_STRING(r), 32);
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(outs_seq, i), &out[i], PyBUF_WRITABLE) != 0)
+            goto done;
+        n_out++;
+        if ((unsigned long long)out[i].len != n * 32) {
+            FAIL("sdr_label_batch: output buffer %zd is %zd bytes, expected %llu", i, out[i].len,
+                 n * 32);
+            goto done;
+        }
+        out_p[i] = out[i].buf;
+        if (ins_seq != NULL) {
+            if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(ins_seq, i), &in[i], PyBUF_SIMPLE) != 0)
+                goto done;
+            n_in++;
+            if ((unsigned long long)in[i].len != n * 32) {
+                FAIL("sdr_label_batch: input buffer %zd is %zd bytes, expected %llu", i,
+                     in[i].len, n * 32);
+                goto done;
+            }
+            in_p[i] = in[i].buf;
+        }
+    }
+    if (want_cols) {
+        cols = PyList_New(lanes);
+        if (cols == NULL) goto done;
+        for (Py_ssize_t i = 0; i < lanes; i++) {
+            PyObject *c = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * 32));
+            if (c == NULL) goto done;
+            PyList_SET_ITEM(cols, i, c);
+            col_p[i] = (uint8_t *)PyBytes_AS_STRING(c);
+        }
+    }
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = sd_sdr_label_batch(rids, (unsigned)lanes, n, layers, ins_seq ? in_p : NULL, out_p,
+                            want_cols ? col_p : NULL);
+    Py_END_ALLOW_THREADS
+    if (rc == -2) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (rc != 0) {
+        FAIL("sdr_label_batch: invalid arguments");
+        goto done;
+    }
+    res = cols != NULL ? cols : Py_None;
+    Py_INCREF(res);
+done:
+    Py_XDECREF(cols);
+    for (Py_ssize_t i = 0; i < n_in; i++) PyBuffer_Release(&in[i]);
+    for (Py_ssize_t i = 0; i < n_out; i++) PyBuffer_Release(&out[i]);
+    Py_XDECREF(rids_seq);
+    Py_XDECREF(ins_seq);
+    Py_XDECREF(outs_seq);
+    return res;
+}
+
 /* porep_verify(comm_d, comm_r, replica_id, n_nodes, layers, challenges, proof) -> bool */
 static PyObject *py_porep_verify(PyObject *self, PyObject *args) {
     (void)self;
@@ -209,5 +316,8 @@ PyMethodDef sd_seal_methods[] = {
     {"sdr_label", py_sdr_label, METH_VARARGS,
      "sdr_label(replica_id, n_nodes, layers, data_or_None, out, want_columns, keep) -> "
      "(column digests or None, kept columns)"},
+    {"sdr_label_batch", py_sdr_label_batch, METH_VARARGS,
+     "sdr_label_batch(replica_ids, n_nodes, layers, datas_or_None, outs, want_columns) -> "
+     "list of column digests or None (1..8 sectors at once, one per SIMD lane)"},
     {NULL, NULL, 0, NULL},
 };

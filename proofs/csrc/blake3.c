@@ -107,6 +107,8 @@ static inline int get_backend(void) {
     return b;
 }
 
+int sd_b3_use_avx2(void) { return get_backend() >= B_AVX2; }
+
 const char *sd_b3_backend(void) {
     switch (get_backend()) {
     case B_AVX512: return "avx512";

@@ -6,71 +6,7 @@
 #include "blake3_impl.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-
-#define TGT __attribute__((target("avx2")))
-
-static const uint8_t sched[7][16] = {
-    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
-    {2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8},
-    {3, 4, 10, 12, 13, 2, 7, 14, 6, 5, 9, 0, 11, 15, 8, 1},
-    {10, 7, 12, 9, 14, 3, 13, 15, 4, 0, 11, 2, 5, 8, 1, 6},
-    {12, 13, 9, 11, 15, 10, 14, 8, 7, 2, 5, 3, 0, 1, 6, 4},
-    {9, 14, 11, 5, 8, 12, 15, 1, 13, 3, 0, 10, 2, 6, 4, 7},
-    {11, 15, 5, 0, 1, 9, 8, 6, 14, 10, 2, 12, 3, 4, 7, 13},
-};
-
-TGT static inline __m256i rot16(__m256i x) {
-    const __m256i m = _mm256_setr_epi8(2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13, 2,
-                                       3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
-    return _mm256_shuffle_epi8(x, m);
-}
-TGT static inline __m256i rot8(__m256i x) {
-    const __m256i m = _mm256_setr_epi8(1, 2, 3, 0, 5, 6, 7, 4, 9, 10, 11, 8, 13, 14, 15, 12, 1,
-                                       2, 3, 0, 5, 6, 7, 4, 9, 10, 11, 8, 13, 14, 15, 12);
-    return _mm256_shuffle_epi8(x, m);
-}
-TGT static inline __m256i rot12(__m256i x) {
-    return _mm256_or_si256(_mm256_srli_epi32(x, 12), _mm256_slli_epi32(x, 20));
-}
-TGT static inline __m256i rot7(__m256i x) {
-    return _mm256_or_si256(_mm256_srli_epi32(x, 7), _mm256_slli_epi32(x, 25));
-}
-
-#define ADD _mm256_add_epi32
-#define XOR _mm256_xor_si256
-#define G8(a, b, c, d, x, y)          \
-    do {                              \
-        v[a] = ADD(ADD(v[a], v[b]), x); \
-        v[d] = rot16(XOR(v[d], v[a]));  \
-        v[c] = ADD(v[c], v[d]);         \
-        v[b] = rot12(XOR(v[b], v[c]));  \
-        v[a] = ADD(ADD(v[a], v[b]), y); \
-        v[d] = rot8(XOR(v[d], v[a]));   \
-        v[c] = ADD(v[c], v[d]);         \
-        v[b] = rot7(XOR(v[b], v[c]));   \
-    } while (0)
-
-/* 8x8 transpose of 32-bit words: out[j] lane i = in[i] lane j. */
-TGT static inline void transpose8(const __m256i h[8], __m256i o[8]) {
-    __m256i t0 = _mm256_unpacklo_epi32(h[0], h[1]), t1 = _mm256_unpackhi_epi32(h[0], h[1]);
-    __m256i t2 = _mm256_unpacklo_epi32(h[2], h[3]), t3 = _mm256_unpackhi_epi32(h[2], h[3]);
-    __m256i t4 = _mm256_unpacklo_epi32(h[4], h[5]), t5 = _mm256_unpackhi_epi32(h[4], h[5]);
-    __m256i t6 = _mm256_unpacklo_epi32(h[6], h[7]), t7 = _mm256_unpackhi_epi32(h[6], h[7]);
-    __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
-    __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
-    __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
-    __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
-    /* u0 holds lane 0 (low half) and lane 4 (high half) of in[0..3]; u4 of in[4..7]. */
-    o[0] = _mm256_permute2x128_si256(u0, u4, 0x20);
-    o[4] = _mm256_permute2x128_si256(u0, u4, 0x31);
-    o[1] = _mm256_permute2x128_si256(u1, u5, 0x20);
-    o[5] = _mm256_permute2x128_si256(u1, u5, 0x31);
-    o[2] = _mm256_permute2x128_si256(u2, u6, 0x20);
-    o[6] = _mm256_permute2x128_si256(u2, u6, 0x31);
-    o[3] = _mm256_permute2x128_si256(u3, u7, 0x20);
-    o[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
-}
+#include "blake3_avx2_round.h"
 
 /* Words 4q..4q+3 (at `at` = in + 16 q) of eight 64-byte messages, one word per vector with
  * message j in lane j. Messages j and j + 4 share a load (the 128-bit halves), so a 4x4
@@ -145,32 +81,6 @@ TGT void sd_b3_keyed_hash64_many_avx2(const uint32_t key[8], const uint8_t *in, 
         sd_b3_cv_bytes(w, out + 32 * i);
     }
 }
-/* One block compression in each of 8 lanes, chaining values in and out of h (counter 0:
- * every message here is a single chunk). */
-TGT static void compress8(__m256i h[8], const __m256i m[16], uint32_t block_len,
-                          uint32_t flags) {
-    __m256i v[16];
-    for (int i = 0; i < 8; i++) v[i] = h[i];
-    for (int i = 0; i < 4; i++) v[8 + i] = _mm256_set1_epi32((int)sd_b3_iv[i]);
-    v[12] = _mm256_setzero_si256();
-    v[13] = _mm256_setzero_si256();
-    v[14] = _mm256_set1_epi32((int)block_len);
-    v[15] = _mm256_set1_epi32((int)flags);
-#pragma GCC unroll 7
-    for (int r = 0; r < 7; r++) {
-        const uint8_t *s = sched[r];
-        G8(0, 4, 8, 12, m[s[0]], m[s[1]]);
-        G8(1, 5, 9, 13, m[s[2]], m[s[3]]);
-        G8(2, 6, 10, 14, m[s[4]], m[s[5]]);
-        G8(3, 7, 11, 15, m[s[6]], m[s[7]]);
-        G8(0, 5, 10, 15, m[s[8]], m[s[9]]);
-        G8(1, 6, 11, 12, m[s[10]], m[s[11]]);
-        G8(2, 7, 8, 13, m[s[12]], m[s[13]]);
-        G8(3, 4, 9, 14, m[s[14]], m[s[15]]);
-    }
-    for (int i = 0; i < 8; i++) h[i] = XOR(v[i], v[i + 8]);
-}
-
 /* Keyed hashes of 8 messages of the same length len <= 1024 (one chunk each, so each is its
  * own root): block b of all 8 messages is compressed at once. Outputs at out + 32*j. */
 TGT void sd_b3_keyed_hash_short8_avx2(const uint32_t key[8], const uint8_t *const msgs[8],
@@ -192,14 +102,14 @@ TGT void sd_b3_keyed_hash_short8_avx2(const uint32_t key[8], const uint8_t *cons
             lo[j] = _mm256_loadu_si256((const __m256i *)(const void *)p);
             hi[j] = _mm256_loadu_si256((const __m256i *)(const void *)(p + 32));
         }
-        transpose8(lo, m);
-        transpose8(hi, m + 8);
+        sd_b3_transpose8_avx2(lo, m);
+        sd_b3_transpose8_avx2(hi, m + 8);
         uint32_t flags = SD_B3_KEYED_HASH | (b == 0 ? SD_B3_CHUNK_START : 0) |
                          (b + 1 == nblocks ? SD_B3_CHUNK_END | SD_B3_ROOT : 0);
-        compress8(h, m, (uint32_t)blen, flags);
+        sd_b3_compress8_avx2(h, m, (uint32_t)blen, flags);
     }
     __m256i o[8];
-    transpose8(h, o);
+    sd_b3_transpose8_avx2(h, o);
     for (int j = 0; j < 8; j++) _mm256_storeu_si256((__m256i *)(void *)(out + 32 * j), o[j]);
 }
 #endif

@@ -62,6 +62,10 @@ typedef struct {
 void sd_b3_compress2(const sd_b3_job *a, const sd_b3_job *b);
 void sd_b3_compress2_avx2(const sd_b3_job *a, const sd_b3_job *b);
 
+/* 1 if the AVX2 kernels may run (the CPU has AVX2, and STORAGED_BLAKE3_PORTABLE is not
+ * set), else 0: other files' 8-lane kernels (sdr_batch_avx2.c) dispatch on it. */
+int sd_b3_use_avx2(void);
+
 /* Per-backend kernels (blake3_avx2.c, blake3_sse41.c), selected by blake3.c at run time. */
 /* 8 messages of equal length len <= SD_B3_CHUNK_LEN; outputs at out + 32*j. */
 void sd_b3_keyed_hash_short8_avx2(const uint32_t key[8], const uint8_t *const msgs[8],

@@ -13,31 +13,7 @@
 #include "blake3.h"
 #include "blake3_impl.h"
 #include "merkle.h"
-
-#define KEY_CTX "storaged proofs v1 key"
-#define PERM_ROUNDS 4
-
-typedef struct {
-    uint8_t drg[32], exp[32], label[32], column[32];
-    uint32_t drg_w[8], label_w[8], column_w[8]; /* the same keys as words */
-    uint64_t add[PERM_ROUNDS], mul[PERM_ROUNDS];
-    unsigned bits, shift;
-    uint64_t mask;
-} keys_t;
-
-static void named_key(const char *name, uint8_t out[32]) {
-    sd_b3_derive_key(KEY_CTX, (const uint8_t *)name, strlen(name), out);
-}
-
-static uint64_t le(const uint8_t *p, unsigned n) {
-    uint64_t x = 0;
-    for (unsigned i = 0; i < n; i++) x |= (uint64_t)p[i] << (8 * i);
-    return x;
-}
-
-static void put_le(uint8_t *p, uint64_t x, unsigned n) {
-    for (unsigned i = 0; i < n; i++) p[i] = (uint8_t)(x >> (8 * i));
-}
+#include "sdr_impl.h"
 
 int sd_sdr_depth(uint64_t n) {
     if (n < 2 || (n & (n - 1))) return -1;
@@ -46,7 +22,7 @@ int sd_sdr_depth(uint64_t n) {
     return d;
 }
 
-static int init_keys(keys_t *k, uint64_t n) {
+int sd_sdr_init_keys(keys_t *k, uint64_t n) {
     int d = sd_sdr_depth(n);
     if (d < 0 || d > 60) return -1;
     named_key("storaged sdr v1 drg", k->drg);
@@ -69,19 +45,6 @@ static int init_keys(keys_t *k, uint64_t n) {
     return 0;
 }
 
-/* Parents from the node's 32-byte sampling seed H_drg(u64 n || u64 v). */
-static void drg_from_seed(const uint8_t seed[32], uint64_t v, uint64_t out[6]) {
-    out[0] = v - 1;
-    uint64_t m = 0;
-    while (m < 64 && (v >> m)) m++; /* bit length of v */
-    for (int i = 1; i < 6; i++) {
-        uint64_t r = le(seed + 6 * (i - 1), 6);
-        uint64_t bucket = 1 + (r & 0xFFFF) % m;
-        uint64_t upper = bucket >= 63 ? v : ((1ULL << bucket) < v ? (1ULL << bucket) : v);
-        out[i] = v - (1 + (r >> 16) % upper);
-    }
-}
-
 static void drg(const keys_t *k, uint64_t n, uint64_t v, uint64_t out[6]) {
     uint8_t msg[16], seed[32];
     put_le(msg, n, 8);
@@ -90,28 +53,50 @@ static void drg(const keys_t *k, uint64_t n, uint64_t v, uint64_t out[6]) {
     drg_from_seed(seed, v, out);
 }
 
-static void expander(const keys_t *k, uint64_t v, uint64_t out[8]) {
-    for (uint64_t j = 0; j < 8; j++) {
-        uint64_t x = 8 * v + j;
-        for (int r = 0; r < PERM_ROUNDS; r++) {
-            x = (x + k->add[r]) & k->mask;
-            x = (x * k->mul[r]) & k->mask;
-            x ^= x >> k->shift;
+int sd_sdr_layer_alloc(sd_sdr_layer *b, size_t len) {
+    b->map = NULL;
+    b->map_len = 0;
+#if defined(__linux__) && defined(MAP_ANONYMOUS)
+    if (len >= 2 * HUGE_PAGE) {
+        size_t map_len = len + HUGE_PAGE;
+        void *m = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m != MAP_FAILED) {
+            uintptr_t start = ((uintptr_t)m + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
+#ifdef MADV_HUGEPAGE
+            (void)madvise((void *)start, (len + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1), MADV_HUGEPAGE);
+#endif
+            b->map = m;
+            b->map_len = map_len;
+            b->p = (uint8_t *)start;
+            return 0;
         }
-        out[j] = x / 8;
     }
+#endif
+    /* Aligned for whole-vector loads (len is a multiple of 64: 32 n bytes, n >= 2). */
+    b->p = aligned_alloc(64, (len + 63) & ~(size_t)63);
+    return b->p == NULL ? -1 : 0;
+}
+
+void sd_sdr_layer_free(sd_sdr_layer *b) {
+#if defined(__linux__) && defined(MAP_ANONYMOUS)
+    if (b->map != NULL) {
+        (void)munmap(b->map, b->map_len);
+        return;
+    }
+#endif
+    free(b->p);
 }
 
 int sd_sdr_drg_parents(uint64_t n, uint64_t v, uint64_t out[6]) {
     keys_t k;
-    if (init_keys(&k, n) != 0 || v == 0 || v >= n) return -1;
+    if (sd_sdr_init_keys(&k, n) != 0 || v == 0 || v >= n) return -1;
     drg(&k, n, v, out);
     return 0;
 }
 
 int sd_sdr_expander_parents(uint64_t n, uint64_t v, uint64_t out[8]) {
     keys_t k;
-    if (init_keys(&k, n) != 0 || v >= n) return -1;
+    if (sd_sdr_init_keys(&k, n) != 0 || v >= n) return -1;
     expander(&k, v, out);
     return 0;
 }
@@ -201,64 +186,17 @@ static void label_layer(const keys_t *k, const uint8_t rid[32], uint64_t n, unsi
     }
 }
 
-/* A layer buffer. Parent reads are random over the whole previous layer (and, for the
- * long back-edges, the current one), so with 4 KiB pages nearly every such read of a large
- * sector is also a TLB miss, and in a VM a two-dimensional page walk, which a software
- * prefetch has to finish before it can retire. Layers of 4 MiB and more are therefore mapped
- * 2 MiB-aligned and advised as transparent huge pages (advisory: without them the result is
- * the same, only slower). */
-#define HUGE_PAGE ((size_t)2 << 20)
-
-typedef struct {
-    uint8_t *p;
-    void *map;
-    size_t map_len;
-} layer_buf;
-
-static int layer_alloc(layer_buf *b, size_t len) {
-    b->map = NULL;
-    b->map_len = 0;
-#if defined(__linux__) && defined(MAP_ANONYMOUS)
-    if (len >= 2 * HUGE_PAGE) {
-        size_t map_len = len + HUGE_PAGE;
-        void *m = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (m != MAP_FAILED) {
-            uintptr_t start = ((uintptr_t)m + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
-#ifdef MADV_HUGEPAGE
-            (void)madvise((void *)start, (len + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1), MADV_HUGEPAGE);
-#endif
-            b->map = m;
-            b->map_len = map_len;
-            b->p = (uint8_t *)start;
-            return 0;
-        }
-    }
-#endif
-    b->p = malloc(len);
-    return b->p == NULL ? -1 : 0;
-}
-
-static void layer_free(layer_buf *b) {
-#if defined(__linux__) && defined(MAP_ANONYMOUS)
-    if (b->map != NULL) {
-        (void)munmap(b->map, b->map_len);
-        return;
-    }
-#endif
-    free(b->p);
-}
-
 int sd_sdr_label(const uint8_t rid[32], uint64_t n, unsigned n_layers, const uint8_t *in,
                  uint8_t *out, uint8_t *col_out, const uint64_t *keep, size_t n_keep,
                  uint8_t *keep_out) {
     keys_t k;
-    if (init_keys(&k, n) != 0 || n_layers < 1 || out == NULL) return -1;
+    if (sd_sdr_init_keys(&k, n) != 0 || n_layers < 1 || out == NULL) return -1;
     for (size_t i = 0; i < n_keep; i++)
         if (keep[i] >= n) return -1;
-    layer_buf bufs[2];
-    if (layer_alloc(&bufs[0], n * 32) != 0) return -2;
-    if (layer_alloc(&bufs[1], n * 32) != 0) {
-        layer_free(&bufs[0]);
+    sd_sdr_layer bufs[2];
+    if (sd_sdr_layer_alloc(&bufs[0], n * 32) != 0) return -2;
+    if (sd_sdr_layer_alloc(&bufs[1], n * 32) != 0) {
+        sd_sdr_layer_free(&bufs[0]);
         return -2;
     }
     uint8_t *prev = bufs[0].p, *cur = bufs[1].p;
@@ -277,8 +215,8 @@ int sd_sdr_label(const uint8_t rid[32], uint64_t n, unsigned n_layers, const uin
     } else {
         memcpy(out, prev, n * 32);
     }
-    layer_free(&bufs[0]);
-    layer_free(&bufs[1]);
+    sd_sdr_layer_free(&bufs[0]);
+    sd_sdr_layer_free(&bufs[1]);
     return 0;
 }
 
@@ -298,11 +236,13 @@ int sd_porep_verify(const uint8_t comm_d[32], const uint8_t comm_r[32], const ui
                     uint64_t n, unsigned layers, const uint64_t *chals, size_t k,
                     const uint8_t *proof, size_t len) {
     keys_t keys;
-    if (init_keys(&keys, n) != 0 || layers < 1 || layers > 255 || k > 0xFFFFFFFFu) return -1;
+    if (sd_sdr_init_keys(&keys, n) != 0 || layers < 1 || layers > 255 || k > 0xFFFFFFFFu) return -1;
     size_t depth = (size_t)sd_sdr_depth(n);
     size_t col_len = 32 * (size_t)layers, path_len = 32 * depth;
     size_t per = 8 + 15 * (col_len + path_len) + 2 * (32 + path_len);
-    if (len != 76 + k * per) return 0;
+    /* No proof of more than SIZE_MAX bytes exists: reject such a k before 76 + k * per wraps
+     * (it cannot on 64-bit hosts with k < 2^32, but a 32-bit build could). */
+    if (k > (SIZE_MAX - 76) / per || len != 76 + k * per) return 0;
     const uint8_t head[8] = {'S', 'D', 'R', 'P', 1, (uint8_t)layers, (uint8_t)depth, 0};
     if (memcmp(proof, head, 8) != 0 || le(proof + 8, 4) != k) return 0;
     const uint8_t *comm_c = proof + 12, *comm_r_last = proof + 44;

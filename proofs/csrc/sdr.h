@@ -30,7 +30,19 @@ int sd_sdr_label(const uint8_t replica_id[32], uint64_t n_nodes, unsigned n_laye
                  const uint8_t *in, uint8_t *out, uint8_t *col_out, const uint64_t *keep,
                  size_t n_keep, uint8_t *keep_out);
 
-
+/* Batch sealing: label `lanes` (1..SD_SDR_MAX_BATCH) sectors of the same n_nodes and n_layers
+ * at once on one core, one sector per 32-bit lane of 8-way compressions (the parent graph
+ * depends only on n, so every lane reads the same parents). Each lane's results equal
+ * sd_sdr_label of that sector alone.
+ * rids: lanes * 32 bytes, the replica ids in lane order.
+ * in: NULL (no XOR), or lanes pointers of 32 n bytes each; out: lanes pointers of 32 n bytes,
+ * the last layer XORed with in[i] (in[i] may equal out[i]).
+ * cols: NULL, or lanes pointers of 32 n bytes for the column digests.
+ * Memory: two lane-interleaved layers of 256 n bytes each, whatever `lanes` is.
+ * Returns 0, -1 on bad arguments, -2 if out of memory. */
+#define SD_SDR_MAX_BATCH 8
+int sd_sdr_label_batch(const uint8_t *rids, unsigned lanes, uint64_t n_nodes, unsigned n_layers,
+                       const uint8_t *const *in, uint8_t *const *out, uint8_t *const *cols);
 
 /* Verify a PoRep proof (format v1, see proofs/reference/porep.py) for the given challenges
  * (computed by the caller from the seed). Returns 1 if valid, 0 if not, -1 on bad arguments. */

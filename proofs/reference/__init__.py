@@ -32,7 +32,15 @@ from proofs.reference.post import (
     verify_post,
     verify_post_batch,
 )
-from proofs.reference.sealing import Commitments, comm_d, comm_r, replica_id, seal, unseal
+from proofs.reference.sealing import (
+    Commitments,
+    comm_d,
+    comm_r,
+    replica_id,
+    seal,
+    seal_batch,
+    unseal,
+)
 
 __all__ = [
     "Commitments",
@@ -61,6 +69,7 @@ __all__ = [
     "prove_post",
     "replica_id",
     "seal",
+    "seal_batch",
     "unseal",
     "verify_porep",
     "verify_post",

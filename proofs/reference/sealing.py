@@ -15,11 +15,15 @@ derive_key("storaged proofs v1 key", <name>), so no two uses can collide):
 * comm_d = Merkle root of the data (32-byte leaves); comm_c = root of the column digests;
   comm_r_last = root of the replica; comm_r = H_comm_r(comm_c || comm_r_last).
 * replica = data XOR label(L, .).
+
+Batch sealing (``seal_batch``) seals up to ``MAX_BATCH`` sectors of one size and layer count
+together; it is defined as sealing each sector alone, so its results are exactly those of
+``seal`` per sector (the C core runs the sectors in the lanes of 8-way SIMD compressions).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from blake3 import blake3
@@ -29,6 +33,8 @@ from proofs.reference import _sdr_tree as tree
 from proofs.reference.graph import check_nodes, drg_parents, expander_parents
 
 SEAL_VERSION = 1
+MAX_BATCH = 8
+"""The most sectors one batch seal takes (one per lane of an 8-way compression)."""
 _KEY_CTX = "storaged proofs v1 key"
 ZERO = bytes(32)
 
@@ -144,6 +150,33 @@ def seal(data: bytes, rid: bytes, n_layers: int) -> tuple[bytes, Commitments]:
     cc = tree.build(states)[-1][0]
     crl = tree.build(leaves(replica))[-1][0]
     return replica, Commitments(cd, cc, crl, comm_r(cc, crl))
+
+
+def check_batch(sizes: Sequence[int], n_rids: int) -> None:
+    """Check the shape of a batch: 1..MAX_BATCH sectors of one size, one replica id each.
+
+    Raises:
+        ProofError: the batch is empty or too large, the sizes differ, or the replica ids
+            are not one per sector.
+    """
+    if not 1 <= len(sizes) <= MAX_BATCH:
+        raise ProofError(f"a seal batch is 1..{MAX_BATCH} sectors, got {len(sizes)}")
+    if n_rids != len(sizes):
+        raise ProofError(f"{len(sizes)} sectors but {n_rids} replica ids")
+    if len(set(sizes)) != 1:
+        raise ProofError(f"sectors in a batch must be the same size, got {sorted(set(sizes))}")
+
+
+def seal_batch(
+    datas: Sequence[bytes], rids: Sequence[bytes], n_layers: int
+) -> list[tuple[bytes, Commitments]]:
+    """Seal several sectors of one size at once: ``[seal(d, r, n_layers) for d, r in ...]``.
+
+    Raises:
+        ProofError: see ``check_batch``, and whatever ``seal`` raises.
+    """
+    check_batch([len(d) for d in datas], len(rids))
+    return [seal(d, r, n_layers) for d, r in zip(datas, rids, strict=True)]
 
 
 def unseal(replica: bytes, rid: bytes, n_layers: int) -> bytes:
