@@ -74,12 +74,14 @@ TGT static inline void sd_b3_transpose8_avx2(const __m256i h[8], __m256i o[8]) {
 }
 
 /* One block compression in each of 8 lanes, chaining values in and out of h (counter 0:
- * every message here is a single chunk). m[w] holds message word w of every lane. Always
- * inlined: an out-of-line copy passes the state through memory (GCC split it into 128-bit
- * stores read back as 256-bit loads, a store-forwarding stall on every word); callers
- * keep the number of call sites small (one per loop). */
-TGT __attribute__((always_inline)) static inline void sd_b3_compress8_avx2(__m256i h[8], const __m256i m[16],
-                                            uint32_t block_len, uint32_t flags) {
+ * every message here is a single chunk). Message word w of every lane is lo[w] for w < 8,
+ * hi[w - 8] after: two pointers, so callers can hash straight out of memory laid out word
+ * by word (sdr_batch_avx2.c's layers) without copying. Always inlined: an out-of-line copy
+ * passes the state through memory (GCC split it into 128-bit stores read back as 256-bit
+ * loads, a store-forwarding stall on every word); callers keep the number of call sites
+ * small (one per loop). */
+TGT __attribute__((always_inline)) static inline void sd_b3_compress8_lohi_avx2(
+    __m256i h[8], const __m256i *lo, const __m256i *hi, uint32_t block_len, uint32_t flags) {
     __m256i v[16];
     for (int i = 0; i < 8; i++) v[i] = h[i];
     for (int i = 0; i < 4; i++) v[8 + i] = _mm256_set1_epi32((int)sd_b3_iv[i]);
@@ -87,18 +89,26 @@ TGT __attribute__((always_inline)) static inline void sd_b3_compress8_avx2(__m25
     v[13] = _mm256_setzero_si256();
     v[14] = _mm256_set1_epi32((int)block_len);
     v[15] = _mm256_set1_epi32((int)flags);
+#define MW(i) ((i) < 8 ? _mm256_load_si256(lo + (i)) : _mm256_load_si256(hi + (i) - 8))
 #pragma GCC unroll 7
     for (int r = 0; r < 7; r++) {
         const uint8_t *s = sched[r];
-        G8(0, 4, 8, 12, m[s[0]], m[s[1]]);
-        G8(1, 5, 9, 13, m[s[2]], m[s[3]]);
-        G8(2, 6, 10, 14, m[s[4]], m[s[5]]);
-        G8(3, 7, 11, 15, m[s[6]], m[s[7]]);
-        G8(0, 5, 10, 15, m[s[8]], m[s[9]]);
-        G8(1, 6, 11, 12, m[s[10]], m[s[11]]);
-        G8(2, 7, 8, 13, m[s[12]], m[s[13]]);
-        G8(3, 4, 9, 14, m[s[14]], m[s[15]]);
+        G8(0, 4, 8, 12, MW(s[0]), MW(s[1]));
+        G8(1, 5, 9, 13, MW(s[2]), MW(s[3]));
+        G8(2, 6, 10, 14, MW(s[4]), MW(s[5]));
+        G8(3, 7, 11, 15, MW(s[6]), MW(s[7]));
+        G8(0, 5, 10, 15, MW(s[8]), MW(s[9]));
+        G8(1, 6, 11, 12, MW(s[10]), MW(s[11]));
+        G8(2, 7, 8, 13, MW(s[12]), MW(s[13]));
+        G8(3, 4, 9, 14, MW(s[14]), MW(s[15]));
     }
+#undef MW
     for (int i = 0; i < 8; i++) h[i] = XOR(v[i], v[i + 8]);
+}
+
+/* The same with the message in m[0..15] (32-byte aligned). */
+TGT __attribute__((always_inline)) static inline void sd_b3_compress8_avx2(
+    __m256i h[8], const __m256i m[16], uint32_t block_len, uint32_t flags) {
+    sd_b3_compress8_lohi_avx2(h, m, m + 8, block_len, flags);
 }
 #endif

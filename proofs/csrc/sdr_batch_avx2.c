@@ -43,12 +43,17 @@ TGT void sd_sdr_batch_layer_avx2(const keys_t *k, uint64_t n, unsigned lanes, un
     const uint32_t keyed = SD_B3_KEYED_HASH;
     const uint32_t whole = keyed | SD_B3_CHUNK_START | SD_B3_CHUNK_END | SD_B3_ROOT;
     const __m256i zero = _mm256_setzero_si256();
-    __m256i rid[8], m[16], h[8], last[8], st[8];
+    /* Block 0's message: replica ids (words 0..7), then u64 layer, u64 v and 16 zero bytes. */
+    __m256i rid[8], hdr[8], zeros[8], h[8], st[8], cmsg[16];
     {
         uint32_t rw[8][8] = {{0}};
         for (unsigned i = 0; i < lanes; i++)
             for (int j = 0; j < 8; j++) rw[j][i] = sd_b3_load32(rids + 32 * i + 4 * j);
-        for (int j = 0; j < 8; j++) rid[j] = _mm256_loadu_si256((const __m256i *)(void *)rw[j]);
+        for (int j = 0; j < 8; j++) {
+            rid[j] = _mm256_loadu_si256((const __m256i *)(void *)rw[j]);
+            hdr[j] = zeros[j] = zero;
+        }
+        hdr[0] = _mm256_set1_epi32((int)layer);
     }
     sd_sdr_parents ring[SD_SDR_RING];
     sd_sdr_batch_parents(k, n, 0, ring);
@@ -59,7 +64,7 @@ TGT void sd_sdr_batch_layer_avx2(const keys_t *k, uint64_t n, unsigned lanes, un
         if (prev != NULL)
             for (int e = 0; e < SD_SDR_EXP_DEGREE; e++) prefetch_node(prev, p[SD_SDR_DRG_DEGREE + e]);
     }
-    for (int j = 0; j < 8; j++) last[j] = zero;
+#define NODE(layer_, node_) ((const __m256i *)(const void *)((layer_) + SD_SDR_NODE_BYTES * (node_)))
     for (uint64_t v = 0; v < n; v++) {
         /* The ring holds v .. v + 15; refill the half that v - 8 .. v - 1 used. */
         if (v % 8 == 0 && v > 0 && v + 8 < n) sd_sdr_batch_parents(k, n, v + 8, ring);
@@ -72,60 +77,50 @@ TGT void sd_sdr_batch_layer_avx2(const keys_t *k, uint64_t n, unsigned lanes, un
                     prefetch_node(prev, p[SD_SDR_DRG_DEGREE + e]);
         }
         const uint64_t *p = ring[v % SD_SDR_RING].p;
-        /* Block 0: replica id || u64 layer || u64 v || 16 zero bytes; blocks 1..3: the
-         * same-layer parents v - 1 (in registers) and p[1..5], zero for node 0; blocks 4..7:
-         * the previous-layer parents, zero in layer 1. One compression call site, so the
+        hdr[2] = _mm256_set1_epi32((int)(uint32_t)v);
+        hdr[3] = _mm256_set1_epi32((int)(uint32_t)(v >> 32));
+        /* Block 0: the header; blocks 1..3: the same-layer parents v - 1 and p[1..5] (zero
+         * for node 0); blocks 4..7: the previous-layer parents (zero in layer 1). Message
+         * words are read in place from the layers; one compression call site, so the
          * always-inlined kernel is emitted once. */
         for (int j = 0; j < 8; j++) h[j] = _mm256_set1_epi32((int)k->label_w[j]);
         for (int b = 0; b < 8; b++) {
+            const __m256i *lo = zeros, *hi = zeros;
             uint32_t flags = keyed;
             if (b == 0) {
-                for (int j = 0; j < 8; j++) m[j] = rid[j];
-                m[8] = _mm256_set1_epi32((int)layer);
-                m[9] = zero;
-                m[10] = _mm256_set1_epi32((int)(uint32_t)v);
-                m[11] = _mm256_set1_epi32((int)(uint32_t)(v >> 32));
-                for (int j = 12; j < 16; j++) m[j] = zero;
+                lo = rid;
+                hi = hdr;
                 flags |= SD_B3_CHUNK_START;
-            } else if (b <= 3 ? v == 0 : prev == NULL) {
-                for (int j = 0; j < 16; j++) m[j] = zero;
-            } else if (b <= 3) {
-                for (int j = 0; j < 8; j++) {
-                    m[j] = b == 1 ? last[j] : word_of(cur, p[2 * b - 2], j);
-                    m[8 + j] = word_of(cur, p[2 * b - 1], j);
-                }
-            } else {
-                const uint64_t *e = p + SD_SDR_DRG_DEGREE + 2 * (b - 4);
-                for (int j = 0; j < 8; j++) {
-                    m[j] = word_of(prev, e[0], j);
-                    m[8 + j] = word_of(prev, e[1], j);
-                }
+            } else if (b <= 3 && v > 0) {
+                lo = NODE(cur, p[2 * b - 2]);
+                hi = NODE(cur, p[2 * b - 1]);
+            } else if (b >= 4 && prev != NULL) {
+                lo = NODE(prev, p[SD_SDR_DRG_DEGREE + 2 * (b - 4)]);
+                hi = NODE(prev, p[SD_SDR_DRG_DEGREE + 2 * (b - 4) + 1]);
             }
             if (b == 7) flags |= SD_B3_CHUNK_END | SD_B3_ROOT;
-            sd_b3_compress8_avx2(h, m, 64, flags);
+            sd_b3_compress8_lohi_avx2(h, lo, hi, 64, flags);
         }
         uint8_t *dst = cur + SD_SDR_NODE_BYTES * v;
-        for (int j = 0; j < 8; j++) {
-            _mm256_store_si256((__m256i *)(void *)(dst + 32 * j), h[j]);
-            last[j] = h[j];
-        }
+        for (int j = 0; j < 8; j++) _mm256_store_si256((__m256i *)(void *)(dst + 32 * j), h[j]);
         if (cols != NULL) {
             /* c_l = H_column(c_(l-1) || label): c_0 is zero, so layer 1 reads nothing. */
             if (layer == 1)
-                for (int j = 0; j < 8; j++) m[j] = zero;
+                for (int j = 0; j < 8; j++) cmsg[j] = zero;
             else
-                load_rows(cols, 32 * v, lanes, m);
+                load_rows(cols, 32 * v, lanes, cmsg);
             for (int j = 0; j < 8; j++) {
-                m[8 + j] = h[j];
+                cmsg[8 + j] = h[j];
                 st[j] = _mm256_set1_epi32((int)k->column_w[j]);
             }
-            sd_b3_compress8_avx2(st, m, 64, whole);
+            sd_b3_compress8_avx2(st, cmsg, 64, whole);
             __m256i rows[8];
             sd_b3_transpose8_avx2(st, rows);
             for (unsigned i = 0; i < lanes; i++)
                 _mm256_storeu_si256((__m256i *)(void *)(cols[i] + 32 * v), rows[i]);
         }
     }
+#undef NODE
 }
 
 TGT void sd_sdr_batch_out_avx2(uint64_t n, unsigned lanes, const uint8_t *last,
