@@ -102,3 +102,45 @@ async def test_a_piece_rotten_before_sealing_fails_its_job_only(tmp_path: Path) 
         assert [b["sector"] for b in tx_kinds(s, "precommit_sector")] == [good.sector]
         assert [j["sector"] for j in s.sealer.sealing_jobs()["jobs"]] == [bad.sector]
         assert s.metrics.get_sample_value("storaged_sealing_failures_total") == 1
+
+
+async def test_waiting_sectors_are_sealed_as_one_batch(tmp_path: Path) -> None:
+    # Five deals wait for the one seal worker (seal_workers=1 here); one piece rots first.
+    # The good four are sealed together (one batch, or one alone and three batched), each
+    # replica is the one a lone seal gives (checked against proofs.seal.seal and by the chain's
+    # PoRep verification), and the rotten one fails alone.
+    from proofs import seal as proofs_seal
+    from storaged.node.sectors import map_file
+
+    async with sealing_env(tmp_path, start=False) as s:
+        deals = []
+        with trio.fail_after(120):
+            for _ in range(5):
+                deals.append(await s.push_deal(os.urandom(40_000)))
+        bad_deal, bad_piece = deals.pop(2)
+        overwrite(s.env.market.pieces.path(bad_piece), 1000, b"rot!")
+        await s.start()
+        for deal_id, _ in [*deals, (bad_deal, bad_piece)]:
+            s.sealer.enqueue(deal_id)
+        done = await s.until(lambda: all(
+            (r := s.sealer.store.by_deal(d)) is not None and r.state in (sec.ACTIVE, sec.FAILED)
+            for d, _ in deals), seconds=120)
+        assert done
+        assert s.metrics.get_sample_value("storaged_sectors_batch_sealed_total") >= 3
+        me = bytes(s.env.provider_key.verify_key)
+        view = s.env.chain.view()
+        for deal_id, comm_d in deals:
+            rec = s.sealer.store.by_deal(deal_id)
+            assert rec is not None and rec.state == sec.ACTIVE, rec
+            assert s.deal_state(deal_id) == "ACTIVE"
+            rid = view.replica_id(me, rec.sector)
+            alone = bytearray(rec.size)
+            with map_file(s.env.market.pieces.path(comm_d)) as data:
+                comms = proofs_seal.seal(data, rid, s.sealer.profile().layers, alone)
+            assert comms.comm_r == rec.comm_r
+            assert s.sealer.store.replica_path(rec.sector).read_bytes() == alone
+        bad = await s.until(lambda: (r := s.sealer.store.by_deal(bad_deal)) is not None
+                            and r.state == sec.FAILED and r, seconds=60)
+        assert "comm_d" in bad.error
+        assert not s.sealer.store.replica_path(bad.sector).exists()
+        assert s.metrics.get_sample_value("storaged_sectors_sealed_total") == 4
