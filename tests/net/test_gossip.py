@@ -10,6 +10,7 @@ import pytest
 import trio
 
 from storaged.errors import LocalBugError
+from storaged.net.direct import CONSENSUS, DirectLanes
 from storaged.net.gossip import (
     OUTBOUND_HIGH_WATER,
     STUCK_AFTER,
@@ -163,3 +164,51 @@ async def test_publish_waits_for_a_draining_peer_but_not_for_a_stuck_one() -> No
             del queues[ID(b"stuck-peer")]
             got = {(await sub.receive()).data for _ in range(3)}
             assert got == {b"after the drain", b"despite the stuck peer", b"no second wait"}
+
+
+async def test_direct_lane_message_overtakes_a_gossip_flood() -> None:
+    """A consensus message on a direct lane is not queued behind transaction gossip: it
+    arrives while most of a TXS flood is still on its way, and before a VOTES gossip message
+    published at the same moment (which waits behind the flood in pubsub's per-peer queue)."""
+    async with cluster(2) as (a, b), trio.open_nursery() as nursery:
+        ga, gb = Gossip(a), Gossip(b)
+        la, lb = DirectLanes(a, CONSENSUS), DirectLanes(b, CONSENSUS)
+        flood = [bytes([i]) * (60 << 10) for i in range(150)]
+        arrived: list[str] = []
+        with trio.fail_after(60):
+            for s in (ga, gb, la, lb):
+                await nursery.start(s.run)
+            txs, votes = await gb.subscribe(TXS), await gb.subscribe(VOTES)
+            await ga.wait_for_topic_peers(TXS, 1, timeout=20)
+            await ga.wait_for_topic_peers(VOTES, 1, timeout=20)
+            half_way, vote_seen = trio.Event(), trio.Event()
+
+            async def count_txs() -> None:
+                async for _ in txs:
+                    arrived.append("tx")
+
+            async def flood_txs() -> None:
+                for i, data in enumerate(flood):
+                    await ga.publish(TXS, data)
+                    if i == 40:
+                        half_way.set()
+
+            async def first_vote() -> None:
+                await votes.receive()
+                arrived.append("gossip vote")
+                vote_seen.set()
+
+            nursery.start_soon(count_txs)
+            nursery.start_soon(first_vote)
+            nursery.start_soon(flood_txs)
+            await half_way.wait()  # pubsub's queue to b is full of 60 KiB TXS messages
+            assert la.send_all(b"lane vote") == 1
+            nursery.start_soon(ga.publish, VOTES, b"gossip vote")
+            peer, message = await lb.receive()
+            arrived.append("lane vote")
+            assert (peer, message) == (a.peer_id, b"lane vote")
+            await vote_seen.wait()
+        assert arrived.index("lane vote") < arrived.index("gossip vote")
+        assert arrived.index("lane vote") < len(flood) // 2  # most of the flood was behind it
+        assert la.dropped == 0 and lb.dropped_incoming == 0
+        nursery.cancel_scope.cancel()
