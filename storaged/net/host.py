@@ -6,6 +6,8 @@ otherwise get wrong for us (each point measured on this code base, see docs/arch
 - security is **Noise only** and multiplexing **Yamux only** (the defaults also accept
   plaintext and secio, and Mplex runs ~8x slower);
 - ``max_connections_per_peer=1``: the default of 3 adds ~250 ms to every connect;
+- Yamux is :class:`storaged.net.muxer.Muxer`: py-libp2p's, with its hot path tuned (fewer
+  scheduler passes, socket reads and Noise messages per frame);
 - every stream handler is wrapped (:func:`_guard`): an exception escaping a libp2p handler
   kills the whole host, so a bad peer's stream is reset and logged instead;
 - every dial, stream open, read and write has a deadline (libp2p's never time out);
@@ -47,11 +49,11 @@ from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
-from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from storaged.errors import ConfigError, LocalBugError, RemoteError, ResourceError
 from storaged.net.errors import DeadlineExceeded, StreamBroken, first_error
 from storaged.net.identity import HomeLock, load_or_create_key
+from storaged.net.muxer import Muxer, install
 from storaged.net.stream import Stream
 
 log = logging.getLogger(__name__)
@@ -154,7 +156,7 @@ class Node:
         self._host = new_host(
             key_pair=key_pair,
             sec_opt={NOISE_PROTOCOL_ID: noise},
-            muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+            muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Muxer},
             connection_config=ConnectionConfig(
                 max_connections_per_peer=1,
                 # Dialing is ours (bootstrap + chain registry); libp2p's auto-connector would
@@ -166,6 +168,7 @@ class Node:
                 outbound_stream_protocol_negotiation_timeout=config.negotiate_timeout,
             ),
         )
+        install(self._host)  # py-libp2p would build its stock Yamux regardless of muxer_opt
         self.peer_id = str(self._host.get_id())
         self._running = False
         self._on_peer_hooks: list[Callable[[str], None]] = []

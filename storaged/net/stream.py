@@ -17,6 +17,7 @@ from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.stream_muxer.yamux.yamux import YamuxStream
 
 from storaged.net.errors import DeadlineExceeded, StreamBroken
+from storaged.net.muxer import PATCHED, eager_lock, tune_stream
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +29,13 @@ class Stream:
         self._raw = raw
         self.peer = peer
         self.protocol = protocol
-        muxed = getattr(raw, "muxed_stream", None)
-        if isinstance(muxed, YamuxStream):
-            _defer_small_window_updates(muxed)
+        if PATCHED:
+            # libp2p's per-stream state lock yields on every read and write even when free
+            # (see storaged.net.muxer, which tunes the Yamux stream under it).
+            eager_lock(raw, "_state_lock")
+            muxed = getattr(raw, "muxed_stream", None)
+            if isinstance(muxed, YamuxStream):
+                tune_stream(muxed)
 
     async def read(self, max_bytes: int, *, timeout: float) -> bytes:
         """Up to ``max_bytes`` of what has arrived, waiting for at least one; ``b""`` at EOF.
@@ -110,31 +115,3 @@ class Stream:
 
     def _who(self) -> str:
         return f"peer {self.peer[:16]}… {self.protocol}"
-
-
-def _defer_small_window_updates(muxed: YamuxStream) -> None:
-    """Send Yamux WINDOW_UPDATEs only once half the window is consumed (go-yamux's rule).
-
-    py-libp2p 0.8.1 answers every read smaller than half the window with its own WINDOW_UPDATE
-    frame ("partial slack"), so each 40-byte request or response costs the reader an extra
-    Noise-encrypted frame, a send() and a wake-up of the peer: half the frames of a small
-    request/response exchange.  Here such reads are only counted (``_pending_recv_release``) and
-    released in one update when they reach the threshold or the window is half used, which is
-    when libp2p's own code sends anyway; the sender always keeps at least half a window, so
-    bulk transfers never stall on it.  Done per stream object (libp2p's files are untouched).
-    """
-    original = muxed._auto_tune_and_send_window_update
-
-    async def deferred(*, bytes_read: int = 0) -> None:
-        async with muxed.window_lock:
-            buffered = len(muxed.conn.stream_buffers.get(muxed.stream_id, b""))
-            delta = muxed.target_recv_window - (muxed.recv_window + buffered)
-            threshold = muxed._grow_threshold()
-            if threshold > 0 and delta < threshold and (
-                muxed._pending_recv_release + bytes_read < threshold
-            ):
-                muxed._pending_recv_release += bytes_read
-                return
-        await original(bytes_read=bytes_read)
-
-    muxed._auto_tune_and_send_window_update = deferred  # type: ignore[method-assign]

@@ -1,0 +1,407 @@
+"""Our Yamux: py-libp2p 0.8.1's muxer with narrow fixes to its hot path.
+
+:class:`Muxer` is the class :class:`storaged.net.host.Node` hands libp2p as its only stream
+muxer.  It *is* py-libp2p's ``Yamux`` (a subclass; the frames on the wire are the same, so it
+talks to any Yamux peer), tuned per object when a connection or stream is created.  Each fix
+was found by profiling ``bench/net.py`` (see docs/architecture.md, section 6) and is pinned to
+py-libp2p 0.8.1: with any other version :data:`PATCHED` is False, a warning is logged at import
+and the stock code runs unchanged (the tests fail then, on purpose, so an upgrade re-checks).
+
+What the stock code does, and what changes:
+
+1. **Locks that yield when free.**  A small message crossed ~16 scheduler passes per round
+   trip on each side, because each of the ~10 ``trio.Lock``/``Semaphore`` acquisitions on the
+   way (stream state, read/write lock, window lock, connection write lock, TCP read and write
+   locks, stream table lock) yields to the scheduler even when nobody holds the lock, and every
+   pass costs an ``epoll_wait`` and a trip through trio's run loop.  Those lock objects are
+   swapped for :class:`EagerLock` / :class:`EagerSemaphore`, which take a free lock without
+   yielding (a held one is waited for exactly as before).  Mutual exclusion is unchanged; only
+   scheduling points go, and every path still yields where it waits for the socket or a peer.
+2. **Two socket reads per Noise message.**  The Noise reader read the 2-byte length prefix and
+   then the body with one ``recv`` each.  :class:`_BufferedNoisePackets` reads what the kernel
+   holds (up to 256 KiB) and cuts messages out of its buffer, so one ``recv`` serves one or
+   more messages.  It replaces the packet reader of a Noise connection only once the handshake
+   is done (the muxer is built after it), and nothing else reads that socket afterwards.
+3. **Two Noise messages per full Yamux frame.**  Yamux cut data into 64 KiB frames (header
+   included) but a Noise message carries at most 65,519 plaintext bytes, so every full frame
+   went out as a 65,519-byte and a 17-byte Noise message: two encryptions, two ``send``\\ s and
+   two messages to parse on the peer.  Our streams' ``write`` caps a frame at 65,519 bytes;
+   any frame size up to the window is valid Yamux, so peers see nothing new.
+4. **A WINDOW_UPDATE per small read** ("partial slack"): each 40-byte message cost the reader
+   an extra frame.  Updates are deferred until half the window is used, go-yamux's rule
+   (:func:`defer_small_window_updates`).
+5. **Eager debug formatting and an extra checkpoint per frame** in ``Yamux._write_frame``
+   (it unpacks the header and builds an f-string log line for every frame even with debug
+   logging off, then yields once more after the write): dropped in :meth:`Muxer._write_frame`.
+
+Nothing here changes what a peer sees beyond frame sizes (fix 3) and the timing of window
+updates (fix 4), both within the Yamux spec; ``tests/net/test_muxer.py`` checks each fix is
+live and that a stock py-libp2p 0.8.1 host still talks to us.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import struct
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import trio
+from libp2p.io.exceptions import IncompleteReadError
+from libp2p.io.trio import TrioTCPStream
+from libp2p.network.connection.raw_connection import RawConnection
+from libp2p.security.noise.io import (
+    MAX_PLAINTEXT_LENGTH,
+    NoisePacketReadWriter,
+    NoiseTransportReadWriter,
+)
+from libp2p.security.secure_session import SecureSession
+from libp2p.stream_muxer.exceptions import MuxedStreamError
+from libp2p.stream_muxer.yamux.yamux import (
+    HEADER_SIZE,
+    TYPE_DATA,
+    YAMUX_HEADER_FORMAT,
+    Yamux,
+    YamuxStream,
+)
+
+log = logging.getLogger(__name__)
+
+PINNED_VERSION = "0.8.1"
+LIBP2P_VERSION = importlib.metadata.version("libp2p")
+PATCHED = LIBP2P_VERSION == PINNED_VERSION
+"""True when the fixes below are applied (only on the py-libp2p version they were written
+for; they reach into its internals)."""
+
+if not PATCHED:
+    log.warning(
+        "py-libp2p %s is not %s: storaged.net runs its stock Yamux/Noise hot path (slower); "
+        "re-check storaged/net/muxer.py against the new version",
+        LIBP2P_VERSION,
+        PINNED_VERSION,
+    )
+
+# Largest Yamux frame (header + payload) that fits one Noise message.
+MAX_FRAME = MAX_PLAINTEXT_LENGTH
+_HEADER = struct.Struct(YAMUX_HEADER_FORMAT)
+# Bytes asked of the socket per read of the Noise reader: several full messages.
+_READ_AHEAD = 256 << 10
+
+
+class EagerLock:
+    """A ``trio.Lock`` that does not yield when it is free (trio's does, on every acquire).
+
+    Same interface as the subset of ``trio.Lock`` libp2p uses; a held lock is waited for by
+    ``trio.Lock.acquire`` itself (fair, cancellable), and ownership rules are trio's.
+    """
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = trio.Lock()
+
+    async def acquire(self) -> None:
+        try:
+            self._lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self._lock.acquire()
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+class EagerSemaphore:
+    """A ``trio.Semaphore`` that does not yield when a token is free."""
+
+    __slots__ = ("_sem",)
+
+    def __init__(self, value: int) -> None:
+        self._sem = trio.Semaphore(value)
+
+    @property
+    def value(self) -> int:
+        return self._sem.value
+
+    async def acquire(self) -> None:
+        try:
+            self._sem.acquire_nowait()
+        except trio.WouldBlock:
+            await self._sem.acquire()
+
+    def acquire_nowait(self) -> None:
+        self._sem.acquire_nowait()
+
+    def release(self) -> None:
+        self._sem.release()
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._sem.release()
+
+
+def eager_lock(obj: Any, attr: str) -> None:
+    """Replace the free ``trio.Lock`` at ``obj.attr`` by an :class:`EagerLock`.
+
+    A lock someone holds (or waits for) is left alone: swapping it then could let two tasks
+    in at once.
+    """
+    lock = getattr(obj, attr, None)
+    if isinstance(lock, trio.Lock) and not lock.locked() and not lock.statistics().tasks_waiting:
+        setattr(obj, attr, EagerLock())
+
+
+class _BufferedNoisePackets(NoisePacketReadWriter):
+    """Noise's ``u16 length | message`` packet reader, reading ahead instead of twice a message.
+
+    py-libp2p's reader calls ``recv`` for the 2-byte length and again for the body; this one
+    asks the socket for what it holds (up to ``_READ_AHEAD``) and cuts whole messages out of
+    its buffer.  Only the transport reader of a finished handshake is replaced (nothing else
+    reads that socket), so no byte meant for someone else is taken.  Writing is unchanged.
+    """
+
+    def __init__(self, raw: Any) -> None:
+        super().__init__(raw)
+        self._buf = bytearray()
+
+    async def read_msg(self) -> bytes:
+        """One Noise message (ciphertext).
+
+        Raises:
+            IncompleteReadError: the connection ended (``received_bytes == 0`` between
+                messages: a clean close, as py-libp2p reports it).
+            Whatever the raw connection raises on a broken socket.
+        """
+        buf = self._buf
+        while True:
+            have = len(buf)
+            if have >= 2:
+                end = 2 + ((buf[0] << 8) | buf[1])
+                if have >= end:
+                    msg = bytes(buf[2:end])
+                    del buf[:end]
+                    return msg
+                want = end - have
+            else:
+                want = 2 - have
+            chunk = await self.read_write_closer.read(max(want, _READ_AHEAD))
+            if not chunk:
+                raise IncompleteReadError(
+                    f"Connection closed during read operation: expected {want} more bytes "
+                    f"of a Noise message, {have} buffered",
+                    expected_bytes=want + have,
+                    received_bytes=have,
+                )
+            buf += chunk
+
+
+def _tune_secured_conn(secured: Any) -> bool:
+    """Apply fixes 1 and 2 below a Noise-over-TCP connection; False if its layers are not the
+    ones py-libp2p 0.8.1 builds for Noise over TCP (then nothing is changed)."""
+    if type(secured) is not SecureSession:
+        return False
+    noise = secured.conn
+    if type(noise) is not NoiseTransportReadWriter:
+        return False
+    packets = noise.read_writer
+    raw = packets.read_write_closer
+    if type(packets) is not NoisePacketReadWriter or type(raw) is not RawConnection:
+        return False
+    tcp = raw.stream
+    if type(tcp) is not TrioTCPStream:
+        return False
+    eager_lock(tcp, "read_lock")
+    eager_lock(tcp, "write_lock")
+    noise.read_writer = _BufferedNoisePackets(raw)
+    return True
+
+
+def tune_stream(muxed: YamuxStream) -> None:
+    """Per-stream fixes (1, 3, 4) on a Yamux stream of a :class:`Muxer` connection."""
+    if getattr(muxed, "_storaged_tuned", False):
+        return
+    muxed._storaged_tuned = True  # type: ignore[attr-defined]
+    eager_lock(muxed, "window_lock")
+    eager_lock(muxed, "close_lock")
+    rw = muxed.rw_lock
+    eager_lock(rw, "_readers_lock")
+    if isinstance(rw._writer_lock, trio.Semaphore) and rw._writer_lock.value == 1:
+        rw._writer_lock = EagerSemaphore(1)  # type: ignore[assignment]
+    muxed.write = _frame_capped_write(muxed)  # type: ignore[method-assign, assignment]
+    defer_small_window_updates(muxed)
+
+
+def _frame_capped_write(muxed: YamuxStream) -> Callable[[bytes], Coroutine[Any, Any, None]]:
+    """``YamuxStream.write`` of py-libp2p 0.8.1, with frames capped at one Noise message
+    (fix 3) and the payload sliced from a memoryview (one copy less per frame).  Window
+    accounting, locking, the 5 s zero-window limit and the errors raised are the stock ones."""
+
+    async def write(data: bytes) -> None:
+        """Send ``data`` in DATA frames within the peer's window.
+
+        Raises:
+            MuxedStreamError: the stream is closed, or the window stayed at zero for 5 s.
+        """
+        if muxed.send_closed:
+            raise MuxedStreamError("Stream is closed for sending")
+        view = memoryview(data)
+        total = len(view)
+        sent = 0
+        while sent < total:
+            frame: bytes | None = None
+            while frame is None:
+                async with muxed.rw_lock.write_lock():
+                    if muxed.send_closed:
+                        raise MuxedStreamError("Stream is closed for sending")
+                    async with muxed.window_lock:
+                        if muxed.closed:
+                            raise MuxedStreamError("Stream is closed")
+                        if muxed.send_window > 0:
+                            n = min(muxed.send_window, MAX_FRAME - HEADER_SIZE, total - sent)
+                            muxed.send_window -= n
+                            header = _HEADER.pack(0, TYPE_DATA, 0, muxed.stream_id, n)
+                            frame = header + view[sent : sent + n]
+                if frame is not None:
+                    break
+                muxed._zero_window_waits += 1
+                with trio.move_on_after(5.0) as scope:
+                    while True:
+                        async with muxed.window_lock:
+                            if muxed.send_window > 0 or muxed.closed:
+                                break
+                        await trio.sleep(0.01)
+                if scope.cancelled_caught:
+                    raise MuxedStreamError("Timed out waiting for window update after 5 seconds.")
+            await muxed.conn._write_frame(frame)
+            sent += len(frame) - HEADER_SIZE
+
+    return write
+
+
+def defer_small_window_updates(muxed: YamuxStream) -> None:
+    """Send Yamux WINDOW_UPDATEs only once half the window is consumed (go-yamux's rule).
+
+    py-libp2p 0.8.1 answers every read smaller than half the window with its own WINDOW_UPDATE
+    frame ("partial slack"), so each 40-byte request or response costs the reader an extra
+    Noise-encrypted frame, a send() and a wake-up of the peer: half the frames of a small
+    request/response exchange.  Here such reads are only counted (``_pending_recv_release``) and
+    released in one update when they reach the threshold or the window is half used, which is
+    when libp2p's own code sends anyway; the sender always keeps at least half a window, so
+    bulk transfers never stall on it.  Done per stream object (libp2p's files are untouched).
+    """
+    original = muxed._auto_tune_and_send_window_update
+
+    async def deferred(*, bytes_read: int = 0) -> None:
+        async with muxed.window_lock:
+            buffered = len(muxed.conn.stream_buffers.get(muxed.stream_id, b""))
+            delta = muxed.target_recv_window - (muxed.recv_window + buffered)
+            threshold = muxed._grow_threshold()
+            if (
+                threshold > 0
+                and delta < threshold
+                and (muxed._pending_recv_release + bytes_read < threshold)
+            ):
+                muxed._pending_recv_release += bytes_read
+                return
+        await original(bytes_read=bytes_read)
+
+    muxed._auto_tune_and_send_window_update = deferred  # type: ignore[method-assign]
+
+
+class Muxer(Yamux):
+    """py-libp2p's Yamux with the fixes above applied to each connection and stream."""
+
+    def __init__(
+        self,
+        secured_conn: Any,
+        peer_id: Any,
+        is_initiator: bool | None = None,
+        on_close: Callable[[], Awaitable[Any]] | None = None,
+    ) -> None:
+        super().__init__(secured_conn, peer_id, is_initiator, on_close)
+        self.tuned = False
+        if PATCHED:
+            self.streams_lock = EagerLock()  # type: ignore[assignment]
+            self._write_lock = EagerLock()  # type: ignore[assignment]
+            self.tuned = _tune_secured_conn(secured_conn)
+            if not self.tuned:
+                log.warning(
+                    "connection to %s is not Noise over TCP as py-libp2p %s builds it "
+                    "(%s): its socket reads stay unbuffered",
+                    peer_id,
+                    PINNED_VERSION,
+                    type(secured_conn).__name__,
+                )
+
+    async def _write_frame(self, data: bytes) -> None:
+        if not PATCHED:
+            await super()._write_frame(data)
+            return
+        async with self._write_lock:
+            await self.secured_conn.write(data)
+
+    async def open_stream(self) -> YamuxStream:
+        stream = await super().open_stream()
+        if PATCHED:
+            tune_stream(stream)
+        return stream
+
+    async def accept_stream(self) -> Any:
+        stream = await super().accept_stream()
+        if PATCHED and isinstance(stream, YamuxStream):
+            tune_stream(stream)
+        return stream
+
+
+def install(host: Any) -> bool:
+    """Make ``host`` (a new py-libp2p 0.8.1 host) build :class:`Muxer` connections.
+
+    ``muxer_opt`` alone is not enough: 0.8.1's ``MuxerMultistream.new_conn`` builds a stock
+    ``Yamux`` whenever ``/yamux/1.0.0`` is negotiated, whatever class was registered.  So that
+    one method of this host's upgrader is replaced (per object) by the same negotiation
+    followed by the registered class.  Returns False, changing nothing, when not
+    :data:`PATCHED` or the host is not laid out as 0.8.1 lays it out.
+    """
+    if not PATCHED:
+        return False
+    try:
+        multistream = host.get_network().upgrader.muxer_multistream
+        selector = multistream._selector
+    except AttributeError:
+        log.warning("libp2p host has no upgrader.muxer_multistream: stock Yamux in use")
+        return False
+
+    async def new_conn(conn: Any, peer_id: Any) -> Any:
+        protocol, transport_class = await selector.select(
+            conn, conn.is_initiator, multistream.negotiate_timeout
+        )
+        muxed = transport_class(conn, peer_id)
+        return multistream._annotate_connection(muxed, conn, protocol)
+
+    multistream.new_conn = new_conn
+    return True
+
+
+__all__ = [
+    "LIBP2P_VERSION",
+    "MAX_FRAME",
+    "PATCHED",
+    "EagerLock",
+    "EagerSemaphore",
+    "Muxer",
+    "defer_small_window_updates",
+    "eager_lock",
+    "install",
+    "tune_stream",
+]

@@ -1,0 +1,278 @@
+"""storaged.net.muxer: each fix to py-libp2p 0.8.1's Yamux/Noise hot path is live, and a stock
+py-libp2p peer still talks to us.  Every test here fails with the stock muxer."""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import multiaddr
+import pytest
+import trio
+from libp2p import new_host
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+
+from storaged.net import muxer
+from storaged.net.host import Node
+from storaged.net.muxer import EagerLock, Muxer
+from storaged.net.stream import Stream
+from storaged.net.testing import cluster
+
+SINK = "/storaged-test/sink/1.0.0"
+ECHO = "/storaged-test/echo/1.0.0"
+
+
+async def echo(stream: Stream) -> None:
+    while data := await stream.read(1 << 20, timeout=30):
+        await stream.write(data, timeout=30)
+    await stream.close()
+
+
+async def sink(stream: Stream) -> None:
+    total = 0
+    while data := await stream.read(1 << 20, timeout=30):
+        total += len(data)
+    await stream.write(str(total).encode(), timeout=30)
+    await stream.close()
+
+
+def serve(node: Node) -> None:
+    node.set_handler(ECHO, echo)
+    node.set_handler(SINK, sink)
+
+
+async def read_exactly(stream: Stream, n: int) -> bytes:
+    got = bytearray()
+    while len(got) < n:
+        chunk = await stream.read(n - len(got), timeout=30)
+        assert chunk, "stream ended early"
+        got += chunk
+    return bytes(got)
+
+
+def connection_of(stream: Stream) -> Any:
+    return stream._raw.muxed_stream.conn
+
+
+def test_pinned_version_is_patched() -> None:
+    assert muxer.LIBP2P_VERSION == "0.8.1"
+    assert muxer.PATCHED
+
+
+async def test_connections_are_ours_and_tuned() -> None:
+    """py-libp2p 0.8.1 builds a stock Yamux whatever muxer_opt says; install() fixes that."""
+    async with cluster(2, setup=serve) as (a, b):
+        with trio.fail_after(20):
+            stream = await a.open_stream(b.peer_id, ECHO)
+            conn = connection_of(stream)
+            assert type(conn) is Muxer
+            assert conn.tuned
+            assert type(conn.secured_conn.conn.read_writer).__name__ == "_BufferedNoisePackets"
+            assert isinstance(stream._raw.muxed_stream.window_lock, EagerLock)
+            await stream.close()
+
+
+class StepCounter(trio.abc.Instrument):
+    """Counts how often one task is scheduled (each resumption after a yield is a step)."""
+
+    def __init__(self, task: trio.lowlevel.Task) -> None:
+        self.task = task
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task is self.task:
+            self.steps += 1
+
+
+async def test_small_write_yields_once() -> None:
+    """A 40-byte write on an open window passed ~7 trio locks, each yielding to the scheduler
+    although free; now only the socket send yields."""
+    async with cluster(2, setup=serve) as (a, b):
+        with trio.fail_after(20):
+            stream = await a.open_stream(b.peer_id, ECHO)
+            await stream.write(b"w" * 40, timeout=10)
+            await read_exactly(stream, 40)
+            counter = StepCounter(trio.lowlevel.current_task())
+            trio.lowlevel.add_instrument(counter)
+            try:
+                for _ in range(10):
+                    await stream.write(b"x" * 40, timeout=10)
+            finally:
+                trio.lowlevel.remove_instrument(counter)
+            assert counter.steps <= 10  # stock 0.8.1: 70
+            await read_exactly(stream, 400)
+            await stream.close()
+
+
+async def test_one_socket_read_per_small_message() -> None:
+    """The Noise reader asked the socket for the 2-byte length and the body separately."""
+    async with cluster(2, setup=serve) as (a, b):
+        with trio.fail_after(30):
+            stream = await a.open_stream(b.peer_id, ECHO)
+            tcp = connection_of(stream).secured_conn.conn.read_writer.read_write_closer.stream
+            reads = 0
+            original = tcp.read
+
+            async def counting(n: int | None = None) -> bytes:
+                nonlocal reads
+                reads += 1
+                data: bytes = await original(n)
+                return data
+
+            tcp.read = counting
+            try:
+                for i in range(50):
+                    msg = b"%040d" % i
+                    await stream.write(msg, timeout=10)
+                    assert await read_exactly(stream, 40) == msg
+            finally:
+                tcp.read = original
+            assert reads <= 55  # one per echoed message (stock 0.8.1: two)
+            await stream.close()
+
+
+async def test_full_frames_fit_one_noise_message() -> None:
+    """A full 64 KiB Yamux frame is 17 bytes over Noise's largest message, so each went out as
+    two Noise messages (two encryptions, two sends); frames are now capped to fit one."""
+    async with cluster(2, setup=serve) as (a, b):
+        with trio.fail_after(30):
+            stream = await a.open_stream(b.peer_id, SINK)
+            conn = connection_of(stream)
+            stream_id = stream._raw.muxed_stream.stream_id
+            sizes: list[int] = []
+            original = conn._write_frame
+
+            async def spy(frame: bytes) -> None:
+                if struct.unpack(">BBHII", frame[:12])[3] == stream_id:
+                    sizes.append(len(frame))
+                await original(frame)
+
+            conn._write_frame = spy
+            try:
+                await stream.write(os.urandom(1 << 20), timeout=20)
+            finally:
+                conn._write_frame = original
+            # Noise splits only a frame above MAX_PLAINTEXT_LENGTH (stock frames: 65,536 bytes,
+            # two Noise messages each); the peer's window may cut some frames shorter.
+            assert max(sizes) == MAX_PLAINTEXT_LENGTH
+            assert sum(n - 12 for n in sizes) == 1 << 20
+            await stream._raw.close()
+            assert await stream.read(100, timeout=20) == str(1 << 20).encode()
+
+
+async def test_eager_lock_still_excludes() -> None:
+    lock = EagerLock()
+    inside = 0
+    most = 0
+
+    async def worker() -> None:
+        nonlocal inside, most
+        for _ in range(20):
+            async with lock:
+                inside += 1
+                most = max(most, inside)
+                await trio.lowlevel.checkpoint()
+                inside -= 1
+            await trio.lowlevel.checkpoint()
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            for _ in range(5):
+                nursery.start_soon(worker)
+    assert most == 1
+    assert not lock.locked()
+
+
+@asynccontextmanager
+async def stock_host() -> AsyncIterator[Any]:
+    """A py-libp2p 0.8.1 host as shipped: Noise + stock Yamux, nothing of storaged.net."""
+    kp = create_new_key_pair()
+    noise = NoiseTransport(kp, noise_privkey=create_x25519_key_pair().private_key)
+    host = new_host(
+        key_pair=kp,
+        sec_opt={NOISE_PROTOCOL_ID: noise},
+        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+    )
+    async with host.run([multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
+        try:
+            yield host
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(10):
+                await host.close()
+
+
+@pytest.mark.parametrize("we_dial", [True, False])
+async def test_stock_peer_interoperates(we_dial: bool) -> None:
+    """Our tuned muxer against a stock py-libp2p 0.8.1 peer, both directions, small and bulk."""
+
+    async def stock_echo(raw: Any) -> None:
+        try:
+            while data := await raw.read(1 << 20):
+                await raw.write(data)
+        except Exception:
+            pass
+        await raw.close()
+
+    async with cluster(1, setup=serve) as (node,), stock_host() as stock:
+        stock.set_stream_handler(TProtocol(ECHO), stock_echo)
+        stock_id = str(stock.get_id())
+        with trio.fail_after(60):
+            if we_dial:
+                await node.connect(f"{stock.get_addrs()[0]}/p2p/{stock_id}")
+            else:
+                await stock.connect(
+                    PeerInfo(
+                        ID.from_base58(node.peer_id),
+                        [multiaddr.Multiaddr(node.addrs[0].split("/p2p/")[0])],
+                    )
+                )
+            conns = stock.get_network().get_connections(ID.from_base58(node.peer_id))
+            assert conns and all(type(c.muxed_conn) is Yamux for c in conns)
+
+            # we open a stream to the stock peer
+            stream = await node.open_stream(stock_id, ECHO)
+            assert type(connection_of(stream)) is Muxer
+            for i in range(20):
+                msg = b"%040d" % i
+                await stream.write(msg, timeout=10)
+                assert await read_exactly(stream, 40) == msg
+            bulk = os.urandom(3 << 20)
+
+            async def send_bulk() -> None:
+                await stream.write(bulk, timeout=30)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send_bulk)
+                assert await read_exactly(stream, len(bulk)) == bulk
+            await stream.close()
+
+            # the stock peer opens a stream to us
+            raw = await stock.new_stream(ID.from_base58(node.peer_id), [TProtocol(ECHO)])
+            await raw.write(b"hello")
+            got = b""
+            while len(got) < 5:
+                got += await raw.read(5 - len(got))
+            assert got == b"hello"
+
+            async def stock_bulk() -> None:
+                await raw.write(bulk)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stock_bulk)
+                got = bytearray()
+                while len(got) < len(bulk):
+                    got += await raw.read(len(bulk) - len(got))
+            assert bytes(got) == bulk
+            await raw.close()
