@@ -212,3 +212,28 @@ async def test_direct_lane_message_overtakes_a_gossip_flood() -> None:
         assert arrived.index("lane vote") < len(flood) // 2  # most of the flood was behind it
         assert la.dropped == 0 and lb.dropped_incoming == 0
         nursery.cancel_scope.cancel()
+
+
+async def test_a_peers_signed_record_is_verified_once_not_per_message(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """libp2p attaches the sender's signed peer record to every RPC; checking it each time
+    was ~12% of the chain benchmark's CPU.  A record already verified is not checked again."""
+    import libp2p.pubsub.utils as pubsub_utils
+
+    checks = 0
+    original = pubsub_utils.consume_envelope
+
+    def counting(*args: object, **kwargs: object) -> object:
+        nonlocal checks
+        checks += 1
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pubsub_utils, "consume_envelope", counting)
+    async with _publisher_and_subscriber(TXS) as (ga, sub, _):
+        with trio.fail_after(30):
+            before = checks
+            for i in range(50):
+                await ga.publish(TXS, b"message %d" % i)
+            assert {(await sub.receive()).data for _ in range(50)} == {
+                b"message %d" % i for i in range(50)}
+            assert checks - before <= 2  # once per record (a fresh one every RECORD_TTL s)
