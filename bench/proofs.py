@@ -15,11 +15,14 @@ Sections (each a function ``bench_<name>(args)``; run all, or some with ``--only
   layers no longer fit in the caches. Side by side, run for run: the same for a batch seal of
   ``--batch`` sectors (default 8, one per AVX2 lane) on the same one thread, counting the
   labels of every lane (``seal_batch``'s rate per core), and its ratio to one sector.
+* ``sealbatch``: whole seals, columns and Merkle roots included: ``seal_batch`` of ``--batch``
+  sectors against ``seal`` of one, the same size (64 MiB; 16 MiB with --quick), 4 layers, CPU
+  time of one thread, interleaved runs (``--runs``).
 * ``porep``: per sector (devnet and, without --quick, 64 MiB and 256 MiB at the default
   profile's layers and challenge counts): seal and unseal seconds, PoRep and PoSt proof bytes,
   prove and verify ms (PoSt also batched). Targets: PoRep verify <= 100 ms, PoSt verify <= 1 ms.
 
-Usage: python bench/proofs.py [--only merkle|seal|labels|porep] [--quick]
+Usage: python bench/proofs.py [--only merkle|seal|labels|sealbatch|porep] [--quick]
        python bench/proofs.py --only labels [--sizes 64,256] [--layers 4] [--runs 3] [--batch 8]
 """
 
@@ -228,6 +231,36 @@ def bench_labels(args: argparse.Namespace) -> None:
         )
 
 
+def bench_sealbatch(args: argparse.Namespace) -> None:
+    """Whole seals (columns and roots included): seal_batch of --batch sectors vs one seal."""
+    from proofs import seal as S
+
+    if proofs.native is None:
+        print("sealbatch: C backend not loaded (STORAGED_PROOFS_BACKEND=python); skipped")
+        return
+    mib, layers, lanes = (16 if args.quick else 64), 4, args.batch
+    size, n = mib * MIB, mib * MIB // 32
+    datas = [os.urandom(size) for _ in range(lanes)]
+    rids = [os.urandom(32) for _ in range(lanes)]
+    outs = [bytearray(size) for _ in range(lanes)]
+    one: list[float] = []
+    many: list[float] = []
+    for _ in range(args.runs):
+        t = time.process_time()
+        alone = S.seal(datas[0], rids[0], layers, outs[0])
+        one.append(n * layers / (time.process_time() - t))
+        t = time.process_time()
+        comms = S.seal_batch(datas, rids, layers, outs)
+        many.append(lanes * n * layers / (time.process_time() - t))
+        assert comms[0] == alone
+    print(
+        f"sealbatch: {mib} MiB, {layers} layers, whole seal (columns, 3 roots per sector): one "
+        f"sector {', '.join(f'{r / 1e6:.2f}' for r in one)} M labels/s; batch of {lanes} "
+        f"{', '.join(f'{r / 1e6:.2f}' for r in many)} M labels/s per core (CPU time, one "
+        f"thread); best x{max(many) / max(one):.2f}"
+    )
+
+
 def bench_porep(args: argparse.Namespace) -> None:
     """Per sector: seal and unseal seconds, PoRep and PoSt proof bytes, prove and verify ms."""
     from proofs import seal as S
@@ -287,6 +320,7 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {
     "merkle": bench_merkle,
     "seal": bench_seal,
     "labels": bench_labels,
+    "sealbatch": bench_sealbatch,
     "porep": bench_porep,
 }
 
@@ -297,9 +331,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--sizes", help="labels: comma-separated sector sizes in MiB")
     parser.add_argument("--layers", type=int, default=4, help="labels: layers per run")
-    parser.add_argument("--runs", type=int, default=3, help="labels: runs per size")
+    parser.add_argument("--runs", type=int, default=3, help="labels, sealbatch: runs per size")
     parser.add_argument(
-        "--batch", type=int, default=8, help="seal, labels: sectors per batch seal (1..8)"
+        "--batch", type=int, default=8, help="sectors per batch seal (1..8)"
     )
     args = parser.parse_args()
     for name in args.only or list(SECTIONS):

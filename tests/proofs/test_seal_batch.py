@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import proofs
 from proofs import reference as ref
@@ -48,6 +50,22 @@ def test_native_batch_equals_single_for_every_batch_size(lanes: int) -> None:
             col, _ = native.sdr_label(rids[i], n, layers, datas[i], one, True, [])
             assert outs[i] == one, (size, lanes, i)
             assert cols[i] == col, (size, lanes, i)
+
+
+@needs_c
+@settings(max_examples=12, deadline=None)
+@given(st.integers(1, 8), st.integers(1, 7), st.integers(1, 3), st.data())
+def test_native_batch_equals_twin(lanes: int, depth: int, layers: int, data: st.DataObject) -> None:
+    # Random sectors and replica ids, the twin's per-sector seal as the specification.
+    assert native is not None
+    size = 32 << depth
+    datas = [data.draw(st.binary(min_size=size, max_size=size)) for _ in range(lanes)]
+    rids = [data.draw(st.binary(min_size=32, max_size=32)) for _ in range(lanes)]
+    outs = [bytearray(size) for _ in range(lanes)]
+    cols = native.sdr_label_batch(rids, size // 32, layers, datas, outs, True)
+    twin = ref.seal_batch(datas, rids, layers)
+    assert [bytes(o) for o in outs] == [r for r, _ in twin]
+    assert [native.merkle_root_of(c) for c in cols] == [c.comm_c for _, c in twin]
 
 
 @needs_c
