@@ -144,3 +144,16 @@ async def test_waiting_sectors_are_sealed_as_one_batch(tmp_path: Path) -> None:
         assert "comm_d" in bad.error
         assert not s.sealer.store.replica_path(bad.sector).exists()
         assert s.metrics.get_sample_value("storaged_sectors_sealed_total") == 4
+
+
+def test_batch_size_is_bounded_by_labelling_memory() -> None:
+    # (16 + lanes) x size must fit BATCH_MEMORY, and a batch is worth it from 3 sectors.
+    from storaged.node.sealing import BATCH_MEMORY, batch_lanes
+
+    mib = 1 << 20
+    assert batch_lanes(64 << 10) == 8
+    assert batch_lanes(64 * mib) == 8
+    assert batch_lanes(200 * mib) == 4
+    assert (16 + 4) * 200 * mib <= BATCH_MEMORY < (16 + 5) * 200 * mib
+    assert batch_lanes(230 * mib) == 1  # room for 1 or 2 lanes only: seal alone
+    assert batch_lanes(8 << 30) == 1
