@@ -2,11 +2,12 @@
  *
  * Node v of all 8 lanes is 8 compressions of 8 lanes each: block 0 (replica id, layer, v),
  * blocks 1..3 (6 same-layer parents), blocks 4..7 (8 previous-layer parents). Message word
- * w of a parent label is one 32-byte load at parent * 256 + 32 w (no transpose); label v-1,
- * the first same-layer parent, stays in registers. The column step (state || label, one more
- * compression) runs on the label still in registers; only the per-sector column states need
- * an 8x8 transpose in and out, as they live in each sector's own buffer. Compiled with a
- * target attribute and only called after sd_b3_use_avx2(). */
+ * w of a parent label is one 32-byte load at parent * 256 + 32 w, used in place as the
+ * compression's memory operand (no copy, no transpose; label v-1 was just stored and is read
+ * back from L1). The column step (state || label, one more compression) runs on the label
+ * still in registers; only the per-sector column states need an 8x8 transpose in and out, as
+ * they live in each sector's own buffer. Compiled with a target attribute and only called
+ * after sd_b3_use_avx2(). */
 #include <string.h>
 
 #include "sdr_impl.h"
