@@ -34,9 +34,22 @@ What the stock code does, and what changes:
    (it unpacks the header and builds an f-string log line for every frame even with debug
    logging off, then yields once more after the write): dropped in :meth:`Muxer._write_frame`.
 
-Nothing here changes what a peer sees beyond frame sizes (fix 3) and the timing of window
-updates (fix 4), both within the Yamux spec; ``tests/net/test_muxer.py`` checks each fix is
-live and that a stock py-libp2p 0.8.1 host still talks to us.
+6. **A deadlock under bidirectional load.**  The connection's single reader task
+   (``handle_incoming``) itself writes the frames it owes the peer: the ACK of a new inbound
+   stream, the answer to a Yamux ping (the peer pings 0.5 s after connecting, then every
+   30 s), the RST of a duplicate stream id.  It waits for the connection's write lock, held by
+   a stream writer blocked on a full socket.  When both peers are writing more than their TCP
+   buffers hold (windows grow to several MiB), both readers end up there: neither side drains
+   its socket again, so both stall forever (found by ``tests/net/test_muxer.py::
+   test_both_sides_saturated_while_opening_streams``: stock 0.8.1 stalls there within
+   seconds).  Here the reader hands those frames to a sender task and goes back to reading
+   (:meth:`Muxer._write_frame`); at most ``_MAX_CONTROL_QUEUE`` of them wait, beyond that the
+   reader waits as before, so a peer flooding pings or SYNs cannot grow our memory.
+
+Nothing here changes what a peer sees beyond frame sizes (fix 3), the timing of window
+updates (fix 4) and control frames sent a little later (fix 6), all within the Yamux spec.
+``tests/net/test_muxer.py`` checks each fix is live and that a stock py-libp2p 0.8.1 host still
+talks to us.
 """
 
 from __future__ import annotations
@@ -44,6 +57,7 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import struct
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -87,6 +101,8 @@ MAX_FRAME = MAX_PLAINTEXT_LENGTH
 _HEADER = struct.Struct(YAMUX_HEADER_FORMAT)
 # Bytes asked of the socket per read of the Noise reader: several full messages.
 _READ_AHEAD = 256 << 10
+# Control frames (12 bytes each) the reader may leave to the sender task before it waits.
+_MAX_CONTROL_QUEUE = 1024
 
 
 class EagerLock:
@@ -174,6 +190,7 @@ class _BufferedNoisePackets(NoisePacketReadWriter):
     def __init__(self, raw: Any) -> None:
         super().__init__(raw)
         self._buf = bytearray()
+        self._pos = 0  # start of the unread bytes in _buf (consumed bytes are cut in bulk)
 
     async def read_msg(self) -> bytes:
         """One Noise message (ciphertext).
@@ -185,23 +202,32 @@ class _BufferedNoisePackets(NoisePacketReadWriter):
         """
         buf = self._buf
         while True:
-            have = len(buf)
+            pos = self._pos
+            have = len(buf) - pos
             if have >= 2:
-                end = 2 + ((buf[0] << 8) | buf[1])
-                if have >= end:
-                    msg = bytes(buf[2:end])
-                    del buf[:end]
+                end = pos + 2 + ((buf[pos] << 8) | buf[pos + 1])
+                if len(buf) >= end:
+                    with memoryview(buf) as view:
+                        msg = bytes(view[pos + 2 : end])  # the one copy of the message
+                    if end == len(buf):
+                        buf.clear()
+                        self._pos = 0
+                    else:
+                        self._pos = end
                     return msg
-                want = end - have
+                want = end - len(buf)
             else:
                 want = 2 - have
+            if pos:
+                del buf[:pos]  # once per socket read, not once per message
+                self._pos = 0
             chunk = await self.read_write_closer.read(max(want, _READ_AHEAD))
             if not chunk:
                 raise IncompleteReadError(
                     f"Connection closed during read operation: expected {want} more bytes "
-                    f"of a Noise message, {have} buffered",
-                    expected_bytes=want + have,
-                    received_bytes=have,
+                    f"of a Noise message, {len(buf)} buffered",
+                    expected_bytes=want + len(buf),
+                    received_bytes=len(buf),
                 )
             buf += chunk
 
@@ -331,6 +357,9 @@ class Muxer(Yamux):
     ) -> None:
         super().__init__(secured_conn, peer_id, is_initiator, on_close)
         self.tuned = False
+        self._reader: trio.lowlevel.Task | None = None
+        self._control: deque[bytes] = deque()
+        self._control_sending = False
         if PATCHED:
             self.streams_lock = EagerLock()  # type: ignore[assignment]
             self._write_lock = EagerLock()  # type: ignore[assignment]
@@ -344,12 +373,42 @@ class Muxer(Yamux):
                     type(secured_conn).__name__,
                 )
 
+    async def handle_incoming(self) -> None:
+        self._reader = trio.lowlevel.current_task()
+        await super().handle_incoming()
+
     async def _write_frame(self, data: bytes) -> None:
+        """Write one frame under the connection's write lock (fix 5); called from the reader
+        task, queue it for :meth:`_send_control` instead (fix 6)."""
         if not PATCHED:
             await super()._write_frame(data)
             return
+        if (
+            trio.lowlevel.current_task() is self._reader
+            and self._nursery is not None
+            and len(self._control) < _MAX_CONTROL_QUEUE
+        ):
+            self._control.append(data)
+            if not self._control_sending:
+                self._control_sending = True
+                self._nursery.start_soon(self._send_control)
+            return
         async with self._write_lock:
             await self.secured_conn.write(data)
+
+    async def _send_control(self) -> None:
+        """Send the control frames the reader queued, in order; a failed write means the
+        connection is gone (the reader sees that on its side), so it is only logged."""
+        try:
+            while self._control:
+                frame = self._control.popleft()
+                async with self._write_lock:
+                    await self.secured_conn.write(frame)
+        except Exception as exc:
+            log.debug("yamux control frame to %s not sent: %r", self.peer_id, exc)
+            self._control.clear()
+        finally:
+            self._control_sending = False
 
     async def open_stream(self) -> YamuxStream:
         stream = await super().open_stream()

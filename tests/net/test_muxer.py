@@ -276,3 +276,87 @@ async def test_stock_peer_interoperates(we_dial: bool) -> None:
                     got += await raw.read(len(bulk) - len(got))
             assert bytes(got) == bulk
             await raw.close()
+
+
+def muxed_conn_to(node: Node, peer: str) -> Any:
+    conns = node._libp2p_host().get_network().get_connections(ID.from_base58(peer))
+    assert len(conns) == 1
+    return conns[0].muxed_conn
+
+
+async def test_reader_keeps_reading_while_the_write_lock_is_held() -> None:
+    """The reader task owes the peer some frames (a ping answer here); it must not wait for
+    the connection's write lock to send them, or a writer stuck on a full socket stops the
+    reading too (fix 6: with both peers in that state, the connection deadlocks)."""
+    got: list[bytes] = []
+    arrived = trio.Event()
+
+    async def hold(stream: Stream) -> None:
+        nonlocal arrived
+        while data := await stream.read(1000, timeout=30):
+            got.append(data)
+            arrived.set()
+            arrived = trio.Event()
+
+    def setup(node: Node) -> None:
+        node.set_handler(ECHO, hold)
+
+    async with cluster(2, setup=setup) as (a, b):
+        with trio.fail_after(30):
+            stream = await b.open_stream(a.peer_id, ECHO)
+            waiter = arrived
+            await stream.write(b"first", timeout=10)
+            await waiter.wait()
+            a_conn, b_conn = muxed_conn_to(a, b.peer_id), muxed_conn_to(b, a.peer_id)
+            b_conn._ping_event = trio.Event()
+            pong = b_conn._ping_event
+            await a_conn._write_lock.acquire()  # as a writer blocked on a full socket would
+            try:
+                ping = struct.pack(">BBHII", 0, 2, 1, 0, 7)  # PING with SYN: must be answered
+                await b_conn._write_frame(ping)
+                waiter = arrived
+                await stream.write(b"second", timeout=10)
+                with trio.move_on_after(5) as scope:
+                    await waiter.wait()
+                assert not scope.cancelled_caught, "the reader stopped at the ping answer"
+                assert got == [b"first", b"second"]
+                assert not pong.is_set()  # the answer waits for the lock, not the reader
+            finally:
+                a_conn._write_lock.release()
+            await pong.wait()  # and goes out once the lock is free
+            await stream.close()
+
+
+async def test_both_sides_saturated_while_opening_streams() -> None:
+    """Both peers push 4 x 32 MiB at each other while opening small streams both ways (each
+    SYN makes the peer's reader send an ACK).  Stock py-libp2p 0.8.1 deadlocks here within
+    seconds: both readers wait on write locks held by writers blocked on full sockets."""
+    total = 32 << 20
+    chunk = os.urandom(256 << 10)
+    finished = 0
+
+    async def push(src: Node, dst: Node) -> None:
+        nonlocal finished
+        stream = await src.open_stream(dst.peer_id, SINK)
+        for _ in range(total // len(chunk)):
+            await stream.write(chunk, timeout=30)
+        await stream._raw.close()
+        assert await stream.read(100, timeout=30) == str(total).encode()
+        finished += 1
+
+    async def open_streams(src: Node, dst: Node) -> None:
+        while finished < 8:
+            stream = await src.open_stream(dst.peer_id, ECHO, timeout=30)
+            await stream.write(b"ping", timeout=30)
+            assert await read_exactly(stream, 4) == b"ping"
+            await stream.close()
+            await trio.sleep(0.02)
+
+    async with cluster(2, setup=serve) as (a, b):
+        with trio.fail_after(120):
+            async with trio.open_nursery() as nursery:
+                for src, dst in ((a, b), (b, a)):
+                    for _ in range(4):
+                        nursery.start_soon(push, src, dst)
+                    nursery.start_soon(open_streams, src, dst)
+    assert finished == 8
