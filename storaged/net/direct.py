@@ -17,8 +17,9 @@ Semantics, chosen for consensus messages (which their sender re-sends periodical
   dropped (a newer consensus message supersedes older ones) and counted in :attr:`dropped`.
 - One writer task per peer opens the stream on first use and writes whole frames in order.
   A failed open or write drops what is queued for that peer (counted) and refuses new
-  messages for ``retry_s``, then tries a fresh stream: a peer that does not (yet) serve the
-  protocol, or died, costs nothing but the count.  Nothing is retried here; the owner's
+  messages for ``retry_s``, doubling per consecutive failure up to ``MAX_RETRY_S`` (a light
+  client connected for queries never serves the protocol), then tries a fresh stream.  A
+  peer that is no longer connected is forgotten.  Nothing is retried here; the owner's
   periodic re-send (and gossip) is the recovery.
 - Delivery to the owner is through :meth:`DirectLanes.receive`, a bounded channel; a message
   arriving when it is full is dropped and counted in :attr:`dropped_incoming`.
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 
 READ_SIZE = 1 << 16
 IDLE_READ_S = 60.0  # a quiet lane is normal: the reader just waits again
+MAX_RETRY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class _PeerQueue:
     frames: deque[bytes]
     size: int = 0
     refuse_until: float = 0.0
+    failures: int = 0  # consecutive failed opens or writes
     task_running: bool = False
     wake: trio.Event | None = None
 
@@ -172,8 +175,15 @@ class DirectLanes:
                     self.dropped += len(q.frames)
                     q.frames.clear()
                     q.size = 0
-                    q.refuse_until = trio.current_time() + self.retry_s
+                    if peer not in self.node.connected_peers():
+                        if self._peers.get(peer) is q:
+                            del self._peers[peer]
+                        return
+                    q.refuse_until = trio.current_time() + min(
+                        self.retry_s * 2 ** q.failures, MAX_RETRY_S)
+                    q.failures += 1
                     continue
+                q.failures = 0
                 if q.frames and q.frames[0] is frame:
                     q.frames.popleft()
                     q.size -= len(frame)
