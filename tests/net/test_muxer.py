@@ -360,3 +360,31 @@ async def test_both_sides_saturated_while_opening_streams() -> None:
                         nursery.start_soon(push, src, dst)
                     nursery.start_soon(open_streams, src, dst)
     assert finished == 8
+
+
+async def test_buffered_frame_bodies_are_taken_without_a_deadline_scope(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Stock 0.8.1 opened a cancel scope (and read its timeout from os.environ) for every DATA
+    frame body, although the body came in the same Noise message as its header."""
+    from libp2p.stream_muxer.yamux import yamux
+
+    scopes = 0
+    original = yamux._yamux_data_read_timeout
+
+    def counting() -> float:
+        nonlocal scopes
+        scopes += 1
+        return original()
+
+    monkeypatch.setattr(yamux, "_yamux_data_read_timeout", counting)
+    async with cluster(2, setup=serve) as (a, b):
+        with trio.fail_after(30):
+            stream = await a.open_stream(b.peer_id, ECHO)
+            scopes = 0
+            for i in range(20):
+                msg = b"%040d" % i
+                await stream.write(msg, timeout=10)
+                assert await read_exactly(stream, 40) == msg
+            await stream.close()
+    assert scopes == 0  # stock: one per DATA frame, 40 here
