@@ -270,9 +270,13 @@ class Transfers:
                 what=what,
             )
         except StoragedError as exc:
-            if not isinstance(exc, PeerUnavailable):  # sink refused mid-way: tell the client
-                await stream.write(session.refuse(error_code_for(exc), str(exc)), timeout=t)
-            raise
+            if isinstance(exc, PeerUnavailable):
+                raise
+            # The sink refused mid-way: tell the client and end the stream gracefully. Raising
+            # would make the handler guard reset the stream, and a reset that arrives in the
+            # same read as the refusal discards it: the client saw "stream reset", not why.
+            log.info("%s: refused: %s: %s", what, type(exc).__name__, exc)
+            await stream.write(session.refuse(error_code_for(exc), str(exc)), timeout=t)
         await stream.close()
 
     async def _serve_fetch(self, source: ChunkSource, stream: Stream) -> None:
