@@ -12,17 +12,6 @@
 const uint32_t sd_b3_iv[8] = {0x6A09E667u, 0xBB67AE85u, 0x3C6EF372u, 0xA54FF53Au,
                               0x510E527Fu, 0x9B05688Cu, 0x1F83D9ABu, 0x5BE0CD19u};
 
-/* Message word order for each of the 7 rounds: the spec's permutation applied r times. */
-static const uint8_t schedule[7][16] = {
-    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
-    {2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8},
-    {3, 4, 10, 12, 13, 2, 7, 14, 6, 5, 9, 0, 11, 15, 8, 1},
-    {10, 7, 12, 9, 14, 3, 13, 15, 4, 0, 11, 2, 5, 8, 1, 6},
-    {12, 13, 9, 11, 15, 10, 14, 8, 7, 2, 5, 3, 0, 1, 6, 4},
-    {9, 14, 11, 5, 8, 12, 15, 1, 13, 3, 0, 10, 2, 6, 4, 7},
-    {11, 15, 5, 0, 1, 9, 8, 6, 14, 10, 2, 12, 3, 4, 7, 13},
-};
-
 static inline uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 
 #define G(a, b, c, d, x, y)          \
@@ -46,7 +35,7 @@ static void compress_portable(const uint32_t cv[8], const uint8_t block[SD_B3_BL
                       sd_b3_iv[0], sd_b3_iv[1], sd_b3_iv[2], sd_b3_iv[3],
                       (uint32_t)counter, (uint32_t)(counter >> 32), block_len, flags};
     for (int r = 0; r < 7; r++) {
-        const uint8_t *s = schedule[r];
+        const uint8_t *s = sd_b3_schedule[r];
         G(v[0], v[4], v[8], v[12], m[s[0]], m[s[1]]);
         G(v[1], v[5], v[9], v[13], m[s[2]], m[s[3]]);
         G(v[2], v[6], v[10], v[14], m[s[4]], m[s[5]]);

@@ -53,7 +53,7 @@ TGT static void hash8(const uint32_t key[8], const uint8_t *in, uint8_t *out) {
                               SD_B3_KEYED_HASH);
 #pragma GCC unroll 7
     for (int r = 0; r < 7; r++) {
-        const uint8_t *s = sched[r];
+        const uint8_t *s = sd_b3_schedule[r];
         G8(0, 4, 8, 12, m[s[0]], m[s[1]]);
         G8(1, 5, 9, 13, m[s[2]], m[s[3]]);
         G8(2, 6, 10, 14, m[s[4]], m[s[5]]);

@@ -10,16 +10,6 @@
 
 #define TGT __attribute__((target("avx512f")))
 
-static const uint8_t sched[7][16] = {
-    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
-    {2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8},
-    {3, 4, 10, 12, 13, 2, 7, 14, 6, 5, 9, 0, 11, 15, 8, 1},
-    {10, 7, 12, 9, 14, 3, 13, 15, 4, 0, 11, 2, 5, 8, 1, 6},
-    {12, 13, 9, 11, 15, 10, 14, 8, 7, 2, 5, 3, 0, 1, 6, 4},
-    {9, 14, 11, 5, 8, 12, 15, 1, 13, 3, 0, 10, 2, 6, 4, 7},
-    {11, 15, 5, 0, 1, 9, 8, 6, 14, 10, 2, 12, 3, 4, 7, 13},
-};
-
 #define ADD _mm512_add_epi32
 #define XOR _mm512_xor_si512
 #define G16(a, b, c, d, x, y)                           \
@@ -51,7 +41,7 @@ TGT static void hash16(const uint32_t key[8], const uint8_t *in, uint8_t *out) {
                               SD_B3_KEYED_HASH);
 #pragma GCC unroll 7
     for (int r = 0; r < 7; r++) {
-        const uint8_t *s = sched[r];
+        const uint8_t *s = sd_b3_schedule[r];
         G16(0, 4, 8, 12, m[s[0]], m[s[1]]);
         G16(1, 5, 9, 13, m[s[2]], m[s[3]]);
         G16(2, 6, 10, 14, m[s[4]], m[s[5]]);

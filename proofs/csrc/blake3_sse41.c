@@ -10,16 +10,6 @@
 
 #define TGT __attribute__((target("sse4.1")))
 
-static const uint8_t sched[7][16] = {
-    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
-    {2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8},
-    {3, 4, 10, 12, 13, 2, 7, 14, 6, 5, 9, 0, 11, 15, 8, 1},
-    {10, 7, 12, 9, 14, 3, 13, 15, 4, 0, 11, 2, 5, 8, 1, 6},
-    {12, 13, 9, 11, 15, 10, 14, 8, 7, 2, 5, 3, 0, 1, 6, 4},
-    {9, 14, 11, 5, 8, 12, 15, 1, 13, 3, 0, 10, 2, 6, 4, 7},
-    {11, 15, 5, 0, 1, 9, 8, 6, 14, 10, 2, 12, 3, 4, 7, 13},
-};
-
 TGT static inline __m128i rot16(__m128i x) {
     return _mm_shuffle_epi8(x, _mm_setr_epi8(2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13));
 }
@@ -59,7 +49,7 @@ compress_body(const uint32_t cv[8], const uint8_t block[SD_B3_BLOCK_LEN], uint64
                                (int)block_len, (int)flags);
 #pragma GCC unroll 7
     for (int r = 0; r < 7; r++) {
-        const uint8_t *s = sched[r];
+        const uint8_t *s = sd_b3_schedule[r];
         /* Columns: G(0,4,8,12) .. G(3,7,11,15) in lanes 0..3. */
         G4(_mm_setr_epi32((int)m[s[0]], (int)m[s[2]], (int)m[s[4]], (int)m[s[6]]),
            _mm_setr_epi32((int)m[s[1]], (int)m[s[3]], (int)m[s[5]], (int)m[s[7]]));
@@ -141,7 +131,7 @@ A2 void sd_b3_compress2_avx2(const sd_b3_job *ja, const sd_b3_job *jb) {
                                   (int)jb->block_len, (int)jb->flags);
 #pragma GCC unroll 7
     for (int r = 0; r < 7; r++) {
-        const uint8_t *s = sched[r];
+        const uint8_t *s = sd_b3_schedule[r];
         G4X2(MX2(0, 2, 4, 6), MX2(1, 3, 5, 7));
         b = _mm256_shuffle_epi32(b, _MM_SHUFFLE(0, 3, 2, 1));
         c = _mm256_shuffle_epi32(c, _MM_SHUFFLE(1, 0, 3, 2));
