@@ -80,7 +80,13 @@ static int choose_backend(void) {
     if (__builtin_cpu_supports("sse4.1")) b = B_SSE41;
     if (b == B_SSE41 && __builtin_cpu_supports("avx2")) b = B_AVX2;
 #if defined(__x86_64__)
-    if (b == B_AVX2 && __builtin_cpu_supports("avx512f") && avx512_self_test()) b = B_AVX512;
+    if (b == B_AVX2 && __builtin_cpu_supports("avx512f")) {
+        /* The AVX-512 kernel hashes a batch's tail through sd_b3_compress_cv, which asks for
+         * the back end: publish AVX2 first, or the self test recurses into itself until the
+         * stack overflows (it did, on the first AVX-512 machine this ran on). */
+        __atomic_store_n(&backend, B_AVX2, __ATOMIC_RELAXED);
+        if (avx512_self_test()) b = B_AVX512;
+    }
 #endif
 #endif
     return b;
