@@ -160,6 +160,9 @@ class DirectLanes:
                     q.wake = trio.Event()
                     await q.wake.wait()
                     continue
+                if stream is not None and not stream.reusable:  # died while idle: no loss
+                    await stream.reset()
+                    stream = None
                 try:
                     if stream is None:
                         stream = await self.node.open_stream(peer, self.protocol.protocol_id,

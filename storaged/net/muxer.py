@@ -108,34 +108,48 @@ _MAX_CONTROL_QUEUE = 1024
 
 
 class EagerLock:
-    """A ``trio.Lock`` that does not yield when it is free (trio's does, on every acquire).
+    """A lock that does not yield when it is free (``trio.Lock`` does, on every acquire).
 
-    Same interface as the subset of ``trio.Lock`` libp2p uses; a held lock is waited for by
-    ``trio.Lock.acquire`` itself (fair, cancellable), and ownership rules are trio's.
+    Same interface as the subset of ``trio.Lock`` libp2p uses.  A free lock is taken with two
+    attribute checks: no checkpoint, and none of ``trio.Lock``'s owner bookkeeping (its
+    "parking lot breaker" registration costs more than the rest of an uncontended acquire and
+    release together, and a small RPC round trip takes about ten of them per side).  A held
+    lock parks the caller in a FIFO ``ParkingLot``; ``release`` hands the lock straight to the
+    first waiter, so it is fair and a waiter cannot be overtaken by a newcomer.  A waiter
+    cancelled while parked is simply removed.  Unlike ``trio.Lock``, a task that exits while
+    holding it does not break it for the waiters (libp2p releases in ``async with``/``finally``).
     """
 
-    __slots__ = ("_lock",)
+    __slots__ = ("_held", "_lot")
 
     def __init__(self) -> None:
-        self._lock = trio.Lock()
+        self._held = False
+        self._lot = trio.lowlevel.ParkingLot()
 
     async def acquire(self) -> None:
-        try:
-            self._lock.acquire_nowait()
-        except trio.WouldBlock:
-            await self._lock.acquire()
+        if not self._held and not self._lot:
+            self._held = True
+            return
+        await self._lot.park()  # woken by release(), which left _held True for us
 
     def release(self) -> None:
-        self._lock.release()
+        """Raises:
+        RuntimeError: the lock is not held."""
+        if not self._held:
+            raise RuntimeError("release of an unlocked EagerLock")
+        if self._lot:
+            self._lot.unpark(count=1)  # ownership passes to the first waiter
+        else:
+            self._held = False
 
     def locked(self) -> bool:
-        return self._lock.locked()
+        return self._held
 
     async def __aenter__(self) -> None:
         await self.acquire()
 
     async def __aexit__(self, *exc: object) -> None:
-        self._lock.release()
+        self.release()
 
 
 class EagerSemaphore:

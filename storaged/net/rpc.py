@@ -380,6 +380,9 @@ class Rpc:
         now = trio.current_time()
         while idle:
             pooled = idle.pop()
+            if not pooled.stream.reusable:  # died idle, e.g. with its connection
+                await pooled.stream.reset()
+                continue
             if now - pooled.last_used < self._client_reuse:
                 return pooled
             await pooled.stream.close()

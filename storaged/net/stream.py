@@ -37,6 +37,20 @@ class Stream:
             if isinstance(muxed, YamuxStream):
                 tune_stream(muxed)
 
+    @property
+    def reusable(self) -> bool:
+        """False once the stream is known dead: closed or reset by either side, or its
+        connection shut down.  A local check with no I/O, for pools deciding whether an idle
+        stream may carry another exchange (a peer that vanished without a word still looks
+        alive until its connection notices)."""
+        muxed = getattr(self._raw, "muxed_stream", None)
+        if not isinstance(muxed, YamuxStream):
+            return True  # not a muxer we can inspect: let the exchange find out
+        if muxed.closed or muxed.send_closed or muxed.recv_closed or muxed.reset_received:
+            return False
+        conn = muxed.conn
+        return not conn.event_shutting_down.is_set() and muxed.stream_id in conn.streams
+
     async def read(self, max_bytes: int, *, timeout: float) -> bytes:
         """Up to ``max_bytes`` of what has arrived, waiting for at least one; ``b""`` at EOF.
 

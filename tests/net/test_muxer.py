@@ -12,6 +12,7 @@ from typing import Any
 import multiaddr
 import pytest
 import trio
+import trio.testing
 from libp2p import new_host
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
@@ -193,6 +194,33 @@ async def test_eager_lock_still_excludes() -> None:
                 nursery.start_soon(worker)
     assert most == 1
     assert not lock.locked()
+
+
+async def test_eager_lock_hands_off_in_order_and_survives_a_cancelled_waiter() -> None:
+    lock = EagerLock()
+    order: list[str] = []
+    await lock.acquire()
+
+    async def waiter(name: str, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        with trio.CancelScope() as scope:
+            task_status.started(scope)
+            async with lock:
+                order.append(name)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(waiter, "a")
+            doomed = await nursery.start(waiter, "b")
+            await nursery.start(waiter, "c")
+            await trio.testing.wait_all_tasks_blocked()
+            doomed.cancel()  # parked: it must leave the queue without taking the lock
+            await trio.testing.wait_all_tasks_blocked()
+            assert order == [] and lock.locked()
+            lock.release()
+    assert order == ["a", "c"]
+    assert not lock.locked()
+    with pytest.raises(RuntimeError):
+        lock.release()
 
 
 @asynccontextmanager

@@ -93,6 +93,22 @@ async def test_unreachable_peer_gives_specific_error_within_deadline() -> None:
             await rpc.request(b.peer_id, slow, {"op": "x"}, timeout=0.5, attempts=2)
 
 
+async def test_pooled_stream_of_a_closed_connection_is_not_reused() -> None:
+    """A one-shot (non-idempotent) request must not fail because the stream it would have
+    reused died with its connection while idle in the pool (seen as a CI flake: the peer's
+    answer was 'closed before answering')."""
+    rpcs: dict[str, Rpc] = {}
+    async with cluster(2, setup=serve_all(rpcs)) as (a, b):
+        rpc = rpcs[a.peer_id]
+        with trio.fail_after(20):
+            await rpc.request(b.peer_id, DEAL, {"op": "first"})
+            (pooled,) = rpc._pool[(b.peer_id, DEAL.protocol_id)]
+            await b.disconnect(a.peer_id)  # the peer drops the connection under the pool
+            await pooled.stream._raw.muxed_stream.conn.event_shutting_down.wait()
+            got = await rpc.request(b.peer_id, DEAL, {"op": "second"})
+            assert got["echo"] == {"op": "second"}
+
+
 # -- fuzz ----------------------------------------------------------------------------------
 
 
