@@ -22,12 +22,13 @@ from libp2p.peer.peerinfo import PeerInfo
 from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.exceptions import MuxedStreamError
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from storaged.net import muxer
 from storaged.net.host import Node
-from storaged.net.muxer import EagerLock, Muxer
+from storaged.net.muxer import EagerLock, Muxer, WindowLock, _wait_for_window
 from storaged.net.stream import Stream
 from storaged.net.testing import cluster
 
@@ -81,7 +82,7 @@ async def test_connections_are_ours_and_tuned() -> None:
             assert type(conn) is Muxer
             assert conn.tuned
             assert type(conn.secured_conn.conn.read_writer).__name__ == "_BufferedNoisePackets"
-            assert isinstance(stream._raw.muxed_stream.window_lock, EagerLock)
+            assert isinstance(stream._raw.muxed_stream.window_lock, WindowLock)
             await stream.close()
 
 
@@ -221,6 +222,53 @@ async def test_eager_lock_hands_off_in_order_and_survives_a_cancelled_waiter() -
     assert not lock.locked()
     with pytest.raises(RuntimeError):
         lock.release()
+
+
+class _WindowedStream:
+    """The attributes of a Yamux stream that the window wait reads."""
+
+    def __init__(self) -> None:
+        self.window_lock = WindowLock()
+        self.send_window = 0
+        self.closed = False
+
+
+async def test_window_wait_wakes_on_the_update_not_on_a_timer(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    # The mock clock never moves: only the WINDOW_UPDATE (applied under window_lock) can
+    # wake the writer.  Stock 0.8.1 polls every 10 ms and would sleep here forever.
+    stream = _WindowedStream()
+    woke = trio.Event()
+
+    async def writer() -> None:
+        await _wait_for_window(stream)  # type: ignore[arg-type]
+        woke.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(writer)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not woke.is_set()
+        async with stream.window_lock:  # what the reader task does for a WINDOW_UPDATE
+            stream.send_window += 65536
+        await trio.testing.wait_all_tasks_blocked()
+        assert woke.is_set()
+        assert trio.current_time() == 0
+
+
+async def test_window_wait_notices_close_and_gives_up_after_5s(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    stream = _WindowedStream()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_wait_for_window, stream)
+        await trio.sleep(1)
+        stream.closed = True  # a reset sets this without taking window_lock
+    assert trio.current_time() < 1.1
+    start = trio.current_time()
+    with pytest.raises(MuxedStreamError, match="5 seconds"):
+        await _wait_for_window(_WindowedStream())  # type: ignore[arg-type]
+    assert trio.current_time() - start == pytest.approx(5.0, abs=0.1)
 
 
 @asynccontextmanager
