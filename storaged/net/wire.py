@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,21 +125,28 @@ class FrameDecoder:
 
     ``feed(data)`` then ``next_frame()`` until it returns None.  After a ProtocolViolation the
     decoder is poisoned (every later call raises again): the stream must be dropped.
+
+    Received pieces are kept as they came (no copy) and a frame's body is assembled with one
+    ``join`` once all of it is here: a 1 MiB data frame arriving in 64 KiB reads costs one copy,
+    where appending to a growing buffer and slicing the body out cost two and some reallocs.
     """
 
     def __init__(self, table: MessageTable) -> None:
         self.table = table
-        self._buf = bytearray()
+        self._pieces: deque[bytes | memoryview] = deque()
+        self._size = 0
         self._error: ProtocolViolation | None = None
 
     def feed(self, data: bytes) -> None:
-        """Append received bytes."""
-        self._buf += data
+        """Append received bytes (kept by reference: do not mutate ``data`` afterwards)."""
+        if data:
+            self._pieces.append(data)
+            self._size += len(data)
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned as frames."""
-        return len(self._buf)
+        return self._size
 
     def next_frame(self) -> Frame | None:
         """The next complete frame, or None if more bytes are needed.
@@ -148,23 +156,23 @@ class FrameDecoder:
         """
         if self._error is not None:
             raise self._error
-        if len(self._buf) < HEADER_SIZE:
+        if self._size < HEADER_SIZE:
             return None
-        length, version, code = HEADER.unpack_from(self._buf)
+        pieces = self._pieces
+        if len(pieces[0]) < HEADER_SIZE:  # a header split across reads: merge the first pieces
+            head = b"".join(pieces)
+            pieces.clear()
+            pieces.append(head)
+        length, version, code = HEADER.unpack_from(pieces[0])
         try:
             mtype = self._check_header(length, version, code)
         except ProtocolViolation as exc:
             self._error = exc
             raise
         end = 4 + length
-        if len(self._buf) < end:
+        if self._size < end:
             return None
-        with memoryview(self._buf) as view:
-            payload = bytes(view[HEADER_SIZE:end])  # one copy, even for 1 MiB data frames
-        if end == len(self._buf):
-            self._buf = bytearray()  # common for bulk data: no memmove of a remainder
-        else:
-            del self._buf[:end]
+        payload = self._take(end)
         if mtype.codec is Codec.RAW:
             return Frame(mtype, payload)
         try:
@@ -172,6 +180,30 @@ class FrameDecoder:
         except ProtocolViolation as exc:
             self._error = exc
             raise
+
+    def _take(self, end: int) -> bytes:
+        """Remove the first ``end`` buffered bytes (a whole frame); return its body."""
+        pieces = self._pieces
+        first = pieces.popleft()
+        if len(first) >= end:  # the whole frame in one piece (every small message)
+            payload = bytes(first[HEADER_SIZE:end])
+            if len(first) > end:
+                pieces.appendleft(memoryview(first)[end:])
+        else:
+            parts: list[bytes | memoryview] = [memoryview(first)[HEADER_SIZE:]]
+            need = end - len(first)
+            while need:
+                piece = pieces.popleft()
+                if len(piece) > need:
+                    parts.append(memoryview(piece)[:need])
+                    pieces.appendleft(memoryview(piece)[need:])
+                    need = 0
+                else:
+                    parts.append(piece)
+                    need -= len(piece)
+            payload = b"".join(parts)  # the one copy of the body
+        self._size -= end
+        return payload
 
     def _check_header(self, length: int, version: int, code: int) -> MessageType:
         proto = self.table.protocol

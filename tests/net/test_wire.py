@@ -124,6 +124,38 @@ def test_sessions_round_trip_any_body_in_any_split(body: Any, step: int) -> None
     assert client.idle
 
 
+BULK = MessageTable(
+    "/test/bulk/1",
+    [MessageType(0x01, "meta", Codec.CBOR, 256), MessageType(0x02, "data", Codec.RAW, 1 << 16)],
+)
+
+
+@given(
+    st.lists(st.one_of(st.binary(max_size=5000), st.dictionaries(st.text(max_size=4),
+                                                                 st.integers(), max_size=3)),
+             min_size=1, max_size=8),
+    st.lists(st.integers(1, 9000), min_size=1, max_size=40),
+)
+@settings(max_examples=200, deadline=None)
+def test_decoder_yields_every_frame_of_a_stream_cut_anywhere(
+    bodies: list[Any], cuts: list[int]
+) -> None:
+    wire = b"".join(BULK.encode("data" if isinstance(b, bytes) else "meta", b) for b in bodies)
+    dec = FrameDecoder(BULK)
+    got: list[Any] = []
+    pos = 0
+    for cut in cuts * (len(wire) // max(sum(cuts), 1) + 1):
+        piece, pos = wire[pos : pos + cut], pos + cut
+        dec.feed(piece)
+        while (frame := dec.next_frame()) is not None:
+            got.append(frame.body)
+        if pos >= len(wire):
+            break
+    assert got == bodies
+    assert all(isinstance(b, bytes) for b in got if not isinstance(b, dict))
+    assert dec.buffered == 0
+
+
 def test_error_code_becomes_exception_and_session_stays_usable() -> None:
     client, server = ClientSession(QUERY), ServerSession(QUERY)
     server.receive_data(client.send_request({"k": 1}))
