@@ -12,7 +12,12 @@ import pytest
 import trio
 
 from storaged.errors import NotFound, ProtocolViolation
-from storaged.net.errors import RemoteBadRequest, RemoteInternalError, RemoteNotFound
+from storaged.net.errors import (
+    RemoteBadRequest,
+    RemoteBusy,
+    RemoteInternalError,
+    RemoteNotFound,
+)
 from storaged.net.host import Node
 from storaged.net.rpc import DEAL, QUERY, SYNC, Rpc, RpcProtocol
 from storaged.net.stream import Stream
@@ -91,6 +96,28 @@ async def test_unreachable_peer_gives_specific_error_within_deadline() -> None:
 
         with trio.fail_after(10), pytest.raises(DeadlineExceeded, match="no answer"):
             await rpc.request(b.peer_id, slow, {"op": "x"}, timeout=0.5, attempts=2)
+
+
+async def test_handler_past_its_deadline_is_answered_busy_and_the_stream_stays_usable() -> None:
+    rpcs: dict[str, Rpc] = {}
+    async with cluster(2, setup=serve_all(rpcs)) as (a, b):
+        slow = RpcProtocol("/test/slowish/1", 1024, 1024, idempotent=False, handler_timeout=0.3)
+        release = trio.Event()
+
+        async def handler(peer: str, body: Any) -> Any:
+            if body["op"] == "stall":
+                await release.wait()
+            return {"ok": body["op"]}
+
+        rpcs[b.peer_id].serve(slow, handler)
+        rpc = rpcs[a.peer_id]
+        with trio.fail_after(20):
+            with pytest.raises(RemoteBusy, match=r"handler took over 0\.3s"):
+                await rpc.request(b.peer_id, slow, {"op": "stall"}, timeout=10)
+            assert rpcs[b.peer_id].running == 0
+            # the refusal left the pooled stream in step: the next answer is the right one
+            assert await rpc.request(b.peer_id, slow, {"op": "next"}) == {"ok": "next"}
+            assert len(rpc._pool[(b.peer_id, slow.protocol_id)]) == 1
 
 
 async def test_pooled_stream_of_a_closed_connection_is_not_reused() -> None:
