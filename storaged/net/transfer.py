@@ -175,6 +175,14 @@ class Transfers:
         self.stall_timeout = stall_timeout
         self.max_inbound = max_inbound
         self.inbound = 0
+        self._idle = trio.Event()
+        self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no served transfer is running.  A provider may still be storing a
+        push whose client already gave up (up to a window of queued chunks)."""
+        while self.inbound:
+            await self._idle.wait()
 
     async def _admit(self, stream: Stream, refusal: bytes) -> bool:
         """Count one more served transfer, or refuse it (busy) and close the stream."""
@@ -183,7 +191,14 @@ class Transfers:
             await stream.close()
             return False
         self.inbound += 1
+        if self._idle.is_set():
+            self._idle = trio.Event()
         return True
+
+    def _release(self) -> None:
+        self.inbound -= 1
+        if not self.inbound:
+            self._idle.set()
 
     # -- provider side -----------------------------------------------------------------------
 
@@ -197,7 +212,7 @@ class Transfers:
                 try:
                     await self._serve_push(sink, stream)
                 finally:
-                    self.inbound -= 1
+                    self._release()
 
         self.node.set_handler(push_proto.PROTOCOL, handler)
 
@@ -211,7 +226,7 @@ class Transfers:
                 try:
                     await self._serve_fetch(source, stream)
                 finally:
-                    self.inbound -= 1
+                    self._release()
 
         self.node.set_handler(fetch_proto.PROTOCOL, handler)
 

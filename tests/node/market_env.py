@@ -64,6 +64,7 @@ class Env:
     client_transfers: Transfers
     client_node: Any
     provider_node: Any
+    provider_transfers: Transfers
     client_key: nacl.signing.SigningKey = field(default_factory=lambda: key(1))
     provider_key: nacl.signing.SigningKey = field(default_factory=lambda: key(2))
     enqueued: list[int] = field(default_factory=list)
@@ -121,11 +122,12 @@ async def market_env(
             async with cluster(2) as (client_node, provider_node):
                 market = Market(kv, chain, provider_key, config, tmp / "pieces",
                                 peer_id=provider_node.peer_id, min_free=min_free)
+                transfers = Transfers(provider_node, stall_timeout=5)
                 env = Env(chain, kv, market, provider_node.peer_id, Rpc(client_node),
-                          Transfers(client_node, stall_timeout=5), client_node, provider_node)
+                          Transfers(client_node, stall_timeout=5), client_node, provider_node,
+                          transfers)
                 market.enqueue = env.enqueued.append
                 market.serve(Rpc(provider_node))
-                transfers = Transfers(provider_node, stall_timeout=5)
                 transfers.serve_push(market.pieces)
                 transfers.serve_fetch(market.pieces)
                 await nursery.start(market.run)

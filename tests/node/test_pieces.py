@@ -131,7 +131,7 @@ async def test_after_a_restart_only_the_fsynced_prefix_is_trusted(tmp_path: Path
     data = random_bytes(20 << 20)
     async with market_env(tmp_path, CONFIG) as env:
         source = CuttingSource()
-        source.node, source.cut_at = env.client_node, 19 << 20
+        source.node, source.cut_at = env.client_node, 15 << 20  # between two syncs (every 8 MiB)
         env.source = source
         with trio.fail_after(60):
             _, comm_d = await env.deal_for(data)
@@ -139,6 +139,10 @@ async def test_after_a_restart_only_the_fsynced_prefix_is_trusted(tmp_path: Path
             with pytest.raises(PeerUnavailable):
                 await env.client_transfers.push(env.provider_peer, comm_d, source,
                                                 digest=digest, attempts=1)
+            # The provider may still be storing chunks it had queued (and syncing them):
+            # read what is durable only once it is done, or the garbling below would hit
+            # bytes it synced in the meantime.
+            await env.provider_transfers.wait_idle()
         pieces = env.market.pieces
         (part,) = pieces.dir.glob("*.part")
         synced = int.from_bytes(env.kv.get(schema.piece_upload_key(comm_d, digest)) or b"",
