@@ -75,9 +75,11 @@ async def fetch_manifest(light: LightNode, cid: str) -> Manifest:
     missing = 0
     for peer in peers:
         try:
+            # A read, so safe to retry: a stream that breaks off (seen in CI: a provider's
+            # stream ended before answering) costs one more attempt, not the whole `get`.
             with trio.fail_after(MANIFEST_TIMEOUT + 5):
                 answer = await light.rpc.request(peer, DEAL, {"op": "manifest_get", "cid": cid},
-                                                 timeout=MANIFEST_TIMEOUT)
+                                                 timeout=MANIFEST_TIMEOUT, attempts=2)
             data = answer.get("manifest") if isinstance(answer, dict) else None
             if not isinstance(data, bytes):
                 raise ManifestError(f"{peer}: manifest_get answer lacks bytes")
