@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
+import trio.testing
 
 from storaged.errors import LocalBugError
 from storaged.net.direct import CONSENSUS, DirectLanes
@@ -237,3 +238,27 @@ async def test_a_peers_signed_record_is_verified_once_not_per_message(
             assert {(await sub.receive()).data for _ in range(50)} == {
                 b"message %d" % i for i in range(50)}
             assert checks - before <= 2  # once per record (a fresh one every RECORD_TTL s)
+
+
+async def test_direct_lane_backs_off_from_a_peer_that_does_not_serve_it() -> None:
+    """A peer without the protocol (a light client) costs one failed open per back-off
+    period, doubling, not one per message."""
+    async with cluster(2) as (a, b), trio.open_nursery() as nursery:
+        lanes = DirectLanes(a, CONSENSUS, retry_s=1.0)  # b runs no DirectLanes
+        with trio.fail_after(30):
+            await nursery.start(lanes.run)
+            assert lanes.send_all(b"first") == 1
+            # quiescence: the writer's open was refused ('na') and handled
+            await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+            assert lanes.dropped == 1 and lanes.sent == 0
+            q = lanes._peers[b.peer_id]
+            assert q.failures == 1
+            assert 0.5 < q.refuse_until - trio.current_time() <= 1.0
+            assert lanes.send_all(b"refused") == 0  # inside the back-off: not even queued
+            assert lanes.dropped == 2
+            await trio.sleep_until(q.refuse_until)  # the back-off period itself is the subject
+            assert lanes.send_all(b"again") == 1
+            await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+            assert q.failures == 2 and lanes.dropped == 3
+            assert 1.5 < q.refuse_until - trio.current_time() <= 2.0  # doubled
+        nursery.cancel_scope.cancel()
