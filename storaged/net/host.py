@@ -60,6 +60,23 @@ log = logging.getLogger(__name__)
 
 StreamHandler = Callable[[Stream], Awaitable[None]]
 
+
+class _NoStreamOpenDump(logging.Filter):
+    """Drops py-libp2p's ERROR dump for a stream that could not be opened.
+
+    0.8.1 logs every failed ``new_stream`` at ERROR (nine lines: protocols, timeouts,
+    connection state) before raising.  :meth:`Node.open_stream` turns the exception into a
+    :class:`StreamBroken` carrying the reason, and the caller decides whether it is an error:
+    a light client connected to a provider does not serve ``/storaged/sync``, so each chain
+    catch-up logged one dump per connected light client.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Failed to open stream to peer")
+
+
+logging.getLogger("libp2p.host.basic_host").addFilter(_NoStreamOpenDump())
+
 PING_PROTOCOL = "/ipfs/ping/1.0.0"
 IDENTIFY_PROTOCOL = "/ipfs/id/1.0.0"
 

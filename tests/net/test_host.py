@@ -132,3 +132,14 @@ async def test_two_nodes_cannot_share_a_port() -> None:
         second = Node(NodeConfig(listen=(f"/ip4/127.0.0.1/tcp/{port}",)))
         with trio.fail_after(10), pytest.raises(ResourceError, match=f"port {port} is in use"):
             await second.run()
+
+
+async def test_unsupported_protocol_is_a_specific_error_without_libp2ps_error_dump(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with cluster(2) as (a, b):
+        with trio.fail_after(20), pytest.raises(StreamBroken, match="not-served"):
+            await a.open_stream(b.peer_id, "/storaged-test/not-served/1.0.0")
+    dumps = [r for r in caplog.records if r.name == "libp2p.host.basic_host"
+             and r.levelname == "ERROR"]
+    assert dumps == []
