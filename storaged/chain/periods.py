@@ -5,7 +5,8 @@ For every sector whose current period's last height is this block (the post-due 
 - proven (a PoSt for that period was included and the sector is ACTIVE): the period's
   payment, ``price * blocks in the period``, moves from the client's ``locked`` to the
   provider's balance; the faulty streak resets.
-- not proven, or the sector is FAULTY (declared or missed before): an ACTIVE sector becomes
+- not proven, the sector FAULTY (declared or missed before), or a fault declared during the
+  period (even if a PoSt for the period then recovered it): an unproven ACTIVE sector becomes
   FAULTY with reason ``"missed PoSt period p"``; ``fault_fee_bps`` of the deal's collateral
   is burned (capped at what is left) and the period's payment returns to the client's
   escrow.  More than ``max_faulty_periods`` faulty periods in a row: TERMINATED_FAULT (the
@@ -61,6 +62,17 @@ def close_periods(state: StateOverlay, height: int) -> None:
         _close_one(state, params, provider, number, rec, deal, height)
 
 
+def _declared_within(rec: dict[str, Any], first: int, last: int) -> bool:
+    """A fault was declared for the sector at a height in [first, last] (its history is in
+    height order, so only its tail is read: at most one recovery fits in a period)."""
+    for state_name, reason, height in reversed(rec["history"]):
+        if height < first:
+            return False
+        if state_name == sectors.FAULTY and height <= last and reason == sectors.DECLARED:
+            return True
+    return False
+
+
 def _close_one(state: StateOverlay, params: Params, provider: bytes, number: int,
                rec: dict[str, Any], deal: dict[str, Any], height: int) -> None:
     p = deal["proposal"]
@@ -74,14 +86,15 @@ def _close_one(state: StateOverlay, params: Params, provider: bytes, number: int
     due = int(p["price"]) * (last - first + 1)
     client = accounts.load_account(state, p["client"])
     client.locked -= due
-    if rec["state"] == sectors.ACTIVE and rec["proven"] == period:
+    proven = rec["state"] == sectors.ACTIVE and rec["proven"] == period
+    if proven and not _declared_within(rec, first, last):
         paid = accounts.load_account(state, provider)
         paid.balance += due
         accounts.store_account(state, provider, paid)
         rec["streak"] = 0
     else:
         client.escrow += due
-        if rec["state"] == sectors.ACTIVE:
+        if rec["state"] == sectors.ACTIVE and not proven:
             reason = f"missed PoSt period {period}"
             sectors._transition(rec, sectors.FAULTY, reason, height)
             deal["history"].append([deal["state"], f"sector {number} FAULTY: {reason}", height])

@@ -56,6 +56,7 @@ from storaged.store import schema
 PRECOMMITTED = "PRECOMMITTED"
 ACTIVE = "ACTIVE"
 FAULTY = "FAULTY"
+DECLARED = "declared by the provider"  # the history reason of a declare_fault transition
 SECTOR_FIELDS: dict[str, type] = {
     "state": str, "deal": int, "comm_d": bytes, "comm_r": bytes, "size": int,
     "ticket_height": int, "precommit_height": int, "seed_height": int, "proven": int,
@@ -304,7 +305,7 @@ def declare_fault(state: StateOverlay, tx: Tx, sender: accounts.Account, ctx: Co
         if rec is None:
             raise UnknownObject(f"no sector {number} of this provider")
         ensure(rec["state"] == ACTIVE, InvalidState, f"sector {number} is {rec['state']}")
-        _transition(rec, FAULTY, "declared by the provider", ctx.height)
+        _transition(rec, FAULTY, DECLARED, ctx.height)
         note(state, rec["deal"], _deal(state, rec["deal"]),
              f"sector {number} FAULTY: declared by the provider", ctx.height)
         store_sector(state, tx.sender, number, rec)

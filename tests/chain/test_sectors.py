@@ -110,6 +110,32 @@ def test_missed_period_fault_fee_withheld_payment_then_recovery() -> None:
     assert env.view.account(pk(PROVIDER)).balance == provider0.balance + PERIOD_PAY - 1
 
 
+def test_a_fault_declared_in_a_period_costs_its_fee_even_if_recovered_in_it() -> None:
+    """A declared fault makes the period faulty (fee, payment withheld) although a recovery
+    PoSt for the same period lands before it closes: the declaration cannot be undone for
+    free within the period it was made in."""
+    env = new_env()
+    s = activate(env)
+    client0, b0 = env.view.account(pk(CLIENT)), burned(env)
+    env.until(START)  # period 0 (heights 12..15) is open
+    env.block((PROVIDER, "declare_fault", {"sectors": [s.number]}))  # at 13, unproven
+    prove_period(env, s, 15)  # recovered by a PoSt for period 0, inside period 0
+    rec = env.view.sector(pk(PROVIDER), 7)
+    assert rec is not None and rec["state"] == "ACTIVE" and rec["proven"] == 0
+    env.until(15)  # period 0 closes
+    rec = env.view.sector(pk(PROVIDER), 7)
+    assert rec is not None and rec["state"] == "ACTIVE"  # proven: not faulted again
+    assert burned(env) == b0 + FEE + 2  # + the declare_fault and submit_post tx fees
+    assert env.view.account(pk(CLIENT)).escrow == client0.escrow + PERIOD_PAY  # withheld
+    assert env.view.account(pk(PROVIDER)).locked == COLLATERAL - FEE
+    deal = env.view.deal(s.deal)
+    assert deal is not None and deal["burned"] == FEE
+    prove_period(env, s, 19)  # the next period is paid as usual
+    env.until(19)
+    assert burned(env) == b0 + FEE + 3
+    assert env.view.account(pk(CLIENT)).escrow == client0.escrow + PERIOD_PAY
+
+
 def test_terminated_fault_after_the_limit() -> None:
     env = new_env()
     s = activate(env)
