@@ -46,11 +46,11 @@ async def file_status(light: LightNode, cap: Capability) -> dict[str, Any]:
                                "reason": reason, "since_height": height,
                                "start": record["proposal"]["start"] if record else None,
                                "end": record["proposal"]["end"] if record else None}
-        try:
+        try:  # a read: a stream that breaks off is retried once, within the same deadline
             with trio.fail_after(STATUS_TIMEOUT + 2):
                 local = await light.rpc.request(peer, DEAL, {"op": "deal_status",
                                                              "deal": deal_id},
-                                                timeout=STATUS_TIMEOUT)
+                                                timeout=STATUS_TIMEOUT, attempts=2)
             row["provider_state"] = local.get("state")
             row["received"] = local.get("received")
             row["last_proof"] = local.get("last_proof")

@@ -81,10 +81,10 @@ async def gather_asks(rpc: Rpc, peers: list[str], *, timeout: float = 10.0
     failed: dict[str, str] = {}
 
     async def one(peer: str) -> None:
-        try:
+        try:  # a read: a stream that breaks off is retried once, within the same deadline
             with trio.fail_after(timeout):
                 asks.append(Ask.parse(peer, await rpc.request(peer, DEAL, {"op": "ask"},
-                                                              timeout=timeout)))
+                                                              timeout=timeout, attempts=2)))
         except (RemoteError, trio.TooSlowError) as exc:
             log.info("no ask from %s: %s", peer, exc)
             failed[peer] = str(exc) or type(exc).__name__
