@@ -307,7 +307,7 @@ def declare_fault(state: StateOverlay, tx: Tx, sender: accounts.Account, ctx: Co
         ensure(rec["state"] == ACTIVE, InvalidState, f"sector {number} is {rec['state']}")
         _transition(rec, FAULTY, DECLARED, ctx.height)
         note(state, rec["deal"], _deal(state, rec["deal"]),
-             f"sector {number} FAULTY: declared by the provider", ctx.height)
+             f"sector {number} FAULTY: {DECLARED}", ctx.height)
         store_sector(state, tx.sender, number, rec)
     accounts.store_account(state, tx.sender, sender)
 

@@ -219,15 +219,15 @@ class EagerSemaphore:
         self._sem.release()
 
 
-def eager_lock(obj: Any, attr: str) -> None:
-    """Replace the free ``trio.Lock`` at ``obj.attr`` by an :class:`EagerLock`.
+def eager_lock(obj: Any, attr: str, kind: type[EagerLock] = EagerLock) -> None:
+    """Replace the free ``trio.Lock`` at ``obj.attr`` by a ``kind`` (an :class:`EagerLock`).
 
     A lock someone holds (or waits for) is left alone: swapping it then could let two tasks
     in at once.
     """
     lock = getattr(obj, attr, None)
     if isinstance(lock, trio.Lock) and not lock.locked() and not lock.statistics().tasks_waiting:
-        setattr(obj, attr, EagerLock())
+        setattr(obj, attr, kind())
 
 
 class _BufferedNoisePackets(NoisePacketReadWriter):
@@ -310,9 +310,7 @@ def tune_stream(muxed: YamuxStream) -> None:
     if getattr(muxed, "_storaged_tuned", False):
         return
     muxed._storaged_tuned = True  # type: ignore[attr-defined]
-    lock = muxed.window_lock
-    if isinstance(lock, trio.Lock) and not lock.locked() and not lock.statistics().tasks_waiting:
-        muxed.window_lock = WindowLock()  # type: ignore[assignment]
+    eager_lock(muxed, "window_lock", WindowLock)
     eager_lock(muxed, "close_lock")
     rw = muxed.rw_lock
     eager_lock(rw, "_readers_lock")

@@ -159,10 +159,15 @@ class FrameDecoder:
         if self._size < HEADER_SIZE:
             return None
         pieces = self._pieces
-        if len(pieces[0]) < HEADER_SIZE:  # a header split across reads: merge the first pieces
-            head = b"".join(pieces)
-            pieces.clear()
-            pieces.append(head)
+        if len(pieces[0]) < HEADER_SIZE:  # a header split across reads: gather its 6 bytes
+            head = bytearray()
+            while len(head) < HEADER_SIZE:
+                piece = pieces.popleft()
+                take = HEADER_SIZE - len(head)
+                head += piece[:take]
+                if len(piece) > take:
+                    pieces.appendleft(memoryview(piece)[take:])
+            pieces.appendleft(bytes(head))
         length, version, code = HEADER.unpack_from(pieces[0])
         try:
             mtype = self._check_header(length, version, code)

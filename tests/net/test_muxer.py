@@ -257,18 +257,48 @@ async def test_window_wait_wakes_on_the_update_not_on_a_timer(
 
 
 async def test_window_wait_notices_close_and_gives_up_after_5s(
-    autojump_clock: trio.testing.MockClock,
+    mock_clock: trio.testing.MockClock,
 ) -> None:
+    # The clock moves only when told: each step below is driven, not slept through.
     stream = _WindowedStream()
+    done = trio.Event()
+
+    async def waiter() -> None:
+        await _wait_for_window(stream)  # type: ignore[arg-type]
+        done.set()
+
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_wait_for_window, stream)
-        await trio.sleep(1)
+        nursery.start_soon(waiter)
+        mock_clock.jump(1.0)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not done.is_set()  # no window, not closed: still waiting after 1 s
         stream.closed = True  # a reset sets this without taking window_lock
+        mock_clock.jump(0.05)  # the periodic re-check
+        await trio.testing.wait_all_tasks_blocked()
+        assert done.is_set()
     assert trio.current_time() < 1.1
-    start = trio.current_time()
-    with pytest.raises(MuxedStreamError, match="5 seconds"):
-        await _wait_for_window(_WindowedStream())  # type: ignore[arg-type]
-    assert trio.current_time() - start == pytest.approx(5.0, abs=0.1)
+
+    failed: list[BaseException] = []
+
+    async def hopeless() -> None:
+        try:
+            await _wait_for_window(_WindowedStream())  # type: ignore[arg-type]
+        except MuxedStreamError as exc:
+            failed.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(hopeless)
+        await trio.testing.wait_all_tasks_blocked()  # it started waiting at `start`
+        start = trio.current_time()
+        for _ in range(99):  # 4.95 s in 50 ms re-checks: not given up yet
+            mock_clock.jump(0.05)
+            await trio.testing.wait_all_tasks_blocked()
+        assert failed == []
+        mock_clock.jump(0.1)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()  # a waiter that did not give up fails below, not hangs
+    assert len(failed) == 1 and "5 seconds" in str(failed[0])
+    assert trio.current_time() - start == pytest.approx(5.05, abs=0.01)
 
 
 @asynccontextmanager
