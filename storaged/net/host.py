@@ -11,6 +11,8 @@ otherwise get wrong for us (each point measured on this code base, see docs/arch
 - every stream handler is wrapped (:func:`_guard`): an exception escaping a libp2p handler
   kills the whole host, so a bad peer's stream is reset and logged instead;
 - every dial, stream open, read and write has a deadline (libp2p's never time out);
+- glibc keeps frame-sized buffers mapped (:mod:`storaged.net.allocator`): a transfer's
+  buffers otherwise cost a page fault per 4 KiB each time they are allocated;
 - shutdown closes the host in a shielded scope (leaving ``host.run()`` alone leaks sockets
   and keeps listening).
 
@@ -51,6 +53,7 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 
 from storaged.errors import ConfigError, LocalBugError, RemoteError, ResourceError
+from storaged.net.allocator import tune_allocator
 from storaged.net.errors import DeadlineExceeded, StreamBroken, first_error
 from storaged.net.identity import HomeLock, load_or_create_key
 from storaged.net.muxer import Muxer, install
@@ -167,6 +170,7 @@ class Node:
             UserError / ResourceError: from loading the identity key in ``config.home``.
         """
         self.config = config
+        tune_allocator()  # once per process: frame-sized buffers stay mapped (see allocator)
         if key_pair is None:
             key_pair = load_or_create_key(config.home) if config.home else create_new_key_pair()
         noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
