@@ -19,9 +19,12 @@ What the stock code does, and what changes:
    scheduling points go, and every path still yields where it waits for the socket or a peer.
 2. **Two socket reads per Noise message.**  The Noise reader read the 2-byte length prefix and
    then the body with one ``recv`` each.  :class:`_BufferedNoisePackets` reads what the kernel
-   holds (up to 256 KiB) and cuts messages out of its buffer, so one ``recv`` serves one or
-   more messages.  It replaces the packet reader of a Noise connection only once the handshake
-   is done (the muxer is built after it), and nothing else reads that socket afterwards.
+   holds (up to 256 KiB) and cuts messages out of that read, so one ``recv`` serves one or
+   more messages, and hands each on as a view of the read, decrypted where it lies
+   (:func:`_decrypt_in_place`: ``NoiseConnection.decrypt`` accepts only ``bytes``, which
+   cost two copies of every received byte before decryption).  It replaces the packet reader
+   of a Noise connection only once the handshake is done (the muxer is built after it), and
+   nothing else reads that socket afterwards.
 3. **Two Noise messages per full Yamux frame.**  Yamux cut data into 64 KiB frames (header
    included) but a Noise message carries at most 65,519 plaintext bytes, so every full frame
    went out as a 65,519-byte and a 17-byte Noise message: two encryptions, two ``send``\\ s and
@@ -80,6 +83,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import trio
+from cryptography.exceptions import InvalidTag
 from libp2p.io.exceptions import ConnectionClosedError, IncompleteReadError
 from libp2p.io.trio import TrioTCPStream
 from libp2p.network.connection.raw_connection import RawConnection
@@ -99,6 +103,8 @@ from libp2p.stream_muxer.yamux.yamux import (
     _yamux_batch_threshold_divisor,
     _yamux_disable_hysteresis,
 )
+from noise.constants import MAX_MESSAGE_LEN
+from noise.exceptions import NoiseInvalidMessage
 
 log = logging.getLogger(__name__)
 
@@ -244,53 +250,102 @@ class _BufferedNoisePackets(NoisePacketReadWriter):
 
     py-libp2p's reader calls ``recv`` for the 2-byte length and again for the body; this one
     asks the socket for what it holds (up to ``_READ_AHEAD``) and cuts whole messages out of
-    its buffer.  Only the transport reader of a finished handshake is replaced (nothing else
-    reads that socket), so no byte meant for someone else is taken.  Writing is unchanged.
+    that read.  A message inside one read is returned as a memoryview of it (the read is an
+    immutable ``bytes``, so no copy is needed: the decryption reads it in place); only a
+    message split across reads is gathered into a buffer of its own.  Only the transport
+    reader of a finished handshake is replaced (nothing else reads that socket), so no byte
+    meant for someone else is taken.  Writing is unchanged.
     """
 
     def __init__(self, raw: Any) -> None:
         super().__init__(raw)
-        self._buf = bytearray()
-        self._pos = 0  # start of the unread bytes in _buf (consumed bytes are cut in bulk)
+        self._chunk = b""  # the last socket read
+        self._pos = 0  # start of its unread bytes
+        self._partial = bytearray()  # the start of a message split across reads
 
-    async def read_msg(self) -> bytes:
-        """One Noise message (ciphertext).
+    async def read_msg(self) -> bytes | memoryview:  # type: ignore[override]
+        """One Noise message (ciphertext): a view of the socket read it arrived in.
 
         Raises:
             IncompleteReadError: the connection ended (``received_bytes == 0`` between
                 messages: a clean close, as py-libp2p reports it).
             Whatever the raw connection raises on a broken socket.
         """
-        buf = self._buf
+        partial = self._partial
+        if not partial:
+            msg = self._cut(self._chunk, self._pos)
+            if msg is not None:
+                return msg
+            # Split across reads: gather the message (one copy of its own bytes).  Kept on
+            # self, so a read cancelled mid-message loses nothing.
+            partial += memoryview(self._chunk)[self._pos :]
+            self._pos = len(self._chunk)
         while True:
-            pos = self._pos
-            have = len(buf) - pos
-            if have >= 2:
-                end = pos + 2 + ((buf[pos] << 8) | buf[pos + 1])
-                if len(buf) >= end:
-                    with memoryview(buf) as view:
-                        msg = bytes(view[pos + 2 : end])  # the one copy of the message
-                    if end == len(buf):
-                        buf.clear()
-                        self._pos = 0
-                    else:
-                        self._pos = end
-                    return msg
-                want = end - len(buf)
-            else:
-                want = 2 - have
-            if pos:
-                del buf[:pos]  # once per socket read, not once per message
-                self._pos = 0
-            chunk = await self.read_write_closer.read(max(want, _READ_AHEAD))
+            chunk = await self.read_write_closer.read(_READ_AHEAD)
             if not chunk:
                 raise IncompleteReadError(
-                    f"Connection closed during read operation: expected {want} more bytes "
-                    f"of a Noise message, {len(buf)} buffered",
-                    expected_bytes=want + len(buf),
-                    received_bytes=len(buf),
+                    f"Connection closed during read operation: {len(partial)} bytes of a "
+                    "Noise message buffered",
+                    expected_bytes=max(len(partial), 2),
+                    received_bytes=len(partial),
                 )
-            buf += chunk
+            self._chunk, self._pos = chunk, 0
+            if not partial and (msg := self._cut(chunk, 0)) is not None:
+                return msg
+            pos = min(max(2 - len(partial), 0), len(chunk))  # complete the length prefix
+            partial += chunk[:pos]
+            if len(partial) >= 2:
+                size = 2 + ((partial[0] << 8) | partial[1])
+                take = min(size - len(partial), len(chunk) - pos)
+                partial += memoryview(chunk)[pos : pos + take]
+                self._pos = pos + take
+                if len(partial) == size:
+                    self._partial = bytearray()
+                    return memoryview(partial)[2:]
+            else:
+                self._pos = pos
+
+    def _cut(self, chunk: bytes, pos: int) -> memoryview | None:
+        """The message starting at ``pos`` of ``chunk`` if all of it is there (consumed)."""
+        if len(chunk) - pos < 2:
+            return None
+        end = pos + 2 + ((chunk[pos] << 8) | chunk[pos + 1])
+        if end > len(chunk):
+            return None
+        self._pos = end
+        return memoryview(chunk)[pos + 2 : end]
+
+
+def _decrypt_in_place(noise: NoiseTransportReadWriter) -> None:
+    """Make ``noise.read_msg`` decrypt the packet reader's memoryview where it lies.
+
+    The stock ``read_msg`` goes through ``NoiseConnection.decrypt``, which refuses anything
+    but ``bytes`` (so a view would have to be copied first) and formats two debug lines per
+    message.  This one makes the same checks and the same call underneath; the nonce
+    handling is the ``CipherState``'s own, untouched.
+    """
+    packets = noise.read_writer
+    connection: Any = noise.noise_state  # a noise.connection.NoiseConnection
+
+    async def read_msg(prefix_encoded: bool = False) -> bytes:
+        """Raises:
+        NoiseInvalidMessage: an oversized message, or one that fails authentication.
+        IncompleteReadError and socket errors: from the packet reader."""
+        data = await packets.read_msg()
+        if prefix_encoded or not connection.handshake_finished:  # not after a handshake
+            msg = bytes(data)
+            return noise.decrypt(msg[len(noise.prefix) :] if prefix_encoded else msg)
+        if len(data) > MAX_MESSAGE_LEN:
+            raise NoiseInvalidMessage(f"Noise message of {len(data)} bytes")
+        try:
+            plain: bytes = connection.noise_protocol.cipher_state_decrypt.decrypt_with_ad(
+                None, data
+            )
+        except InvalidTag:
+            raise NoiseInvalidMessage("Failed authentication of message") from None
+        return plain
+
+    noise.read_msg = read_msg  # type: ignore[method-assign]
 
 
 def _tune_secured_conn(secured: Any) -> bool:
@@ -311,6 +366,7 @@ def _tune_secured_conn(secured: Any) -> bool:
     eager_lock(tcp, "read_lock")
     eager_lock(tcp, "write_lock")
     noise.read_writer = _BufferedNoisePackets(raw)
+    _decrypt_in_place(noise)
     return True
 
 

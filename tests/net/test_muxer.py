@@ -28,6 +28,7 @@ from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from storaged.net import muxer
+from storaged.net.errors import StreamBroken
 from storaged.net.host import Node
 from storaged.net.muxer import EagerLock, Muxer, WindowLock, _wait_for_window
 from storaged.net.stream import Stream
@@ -527,3 +528,135 @@ async def test_plain_data_frames_skip_the_stock_reader() -> None:
             await stream.close()
     assert taken >= len(payload) // MAX_PLAINTEXT_LENGTH  # every echoed frame
     assert stock == 0  # stock 0.8.1: one _read_data_body per DATA frame
+
+
+async def test_noise_messages_are_decrypted_where_the_socket_read_put_them() -> None:
+    """Each received byte was copied twice before decryption (into the read-ahead buffer,
+    then out as the message); now a message inside one socket read is a view of it, and
+    only a message split across reads is gathered (once)."""
+    async with cluster(2, setup=serve) as (a, b):
+        with trio.fail_after(30):
+            stream = await a.open_stream(b.peer_id, ECHO)
+            packets = connection_of(stream).secured_conn.conn.read_writer
+            tcp = packets.read_write_closer.stream
+            reads: list[bytes] = []
+            messages: list[Any] = []
+            tcp_read, packet_read = tcp.read, packets.read_msg
+
+            async def spy_tcp(n: int | None = None) -> bytes:
+                data: bytes = await tcp_read(n)
+                reads.append(data)
+                return data
+
+            async def spy_packets() -> Any:
+                msg = await packet_read()
+                messages.append(msg)
+                return msg
+
+            tcp.read, packets.read_msg = spy_tcp, spy_packets
+            for i in range(50):  # small echoes: each arrives within one socket read
+                msg = b"%040d" % i
+                await stream.write(msg, timeout=10)
+                assert await read_exactly(stream, 40) == msg
+            payload = os.urandom(1 << 20)  # bulk: some messages span reads
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(functools.partial(stream.write, payload, timeout=20))
+                assert await read_exactly(stream, len(payload)) == payload
+            await stream.close()
+    assert all(isinstance(m, memoryview) for m in messages)  # stock: bytes copies
+    in_place = [m for m in messages if any(m.obj is r for r in reads)]
+    assert len(in_place) >= 45
+
+
+async def test_a_corrupted_byte_on_the_wire_fails_the_connection_not_the_host() -> None:
+    """Authentication fails on the tampered Noise message: that connection's streams break
+    within their deadline, and the host still serves a new connection."""
+    async with cluster(3, setup=serve) as (a, b, c):
+        with trio.fail_after(30):
+            stream = await a.open_stream(b.peer_id, ECHO)
+            await stream.write(b"before", timeout=10)
+            assert await read_exactly(stream, 6) == b"before"
+            tcp = connection_of(stream).secured_conn.conn.read_writer.read_write_closer.stream
+            original = tcp.read
+
+            async def flip(n: int | None = None) -> bytes:
+                data: bytes = await original(n)
+                return bytes([data[0], data[1], data[2] ^ 0x40]) + data[3:] if data else data
+
+            tcp.read = flip
+            # The reader is already waiting in the unflipped read: let one echo pass it.
+            await stream.write(b"primer", timeout=10)
+            assert await read_exactly(stream, 6) == b"primer"
+            await stream.write(b"after!", timeout=10)
+            with pytest.raises(StreamBroken):
+                got = await stream.read(100, timeout=10)
+                assert not got  # EOF counts as a break here too
+                raise StreamBroken("ended")
+            other = await c.open_stream(b.peer_id, ECHO)
+            await other.write(b"still", timeout=10)
+            assert await read_exactly(other, 5) == b"still"
+            await other.close()
+
+
+class _Chunks:
+    """A raw connection that returns the given reads one by one, then EOF."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    async def read(self, n: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint()
+        return self.chunks.pop(0) if self.chunks else b""
+
+
+@pytest.mark.parametrize("seed", range(20))
+async def test_packet_reader_reassembles_messages_split_anywhere(seed: int) -> None:
+    import random
+
+    from libp2p.io.exceptions import IncompleteReadError
+
+    rng = random.Random(seed)
+    messages = [rng.randbytes(rng.choice([0, 1, 2, 40, 1000, 65_535])) for _ in range(30)]
+    wire = b"".join(len(m).to_bytes(2, "big") + m for m in messages)
+    cuts = sorted(rng.sample(range(1, len(wire)), 60))  # includes cuts inside length prefixes
+    chunks = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True)]
+    reader = muxer._BufferedNoisePackets(_Chunks(chunks))
+    assert [bytes(await reader.read_msg()) for _ in messages] == messages
+    with pytest.raises(IncompleteReadError) as clean:
+        await reader.read_msg()
+    assert clean.value.received_bytes == 0  # EOF between messages: a clean close
+
+    truncated = muxer._BufferedNoisePackets(_Chunks([b"\x00\x10abc"]))
+    with pytest.raises(IncompleteReadError) as cut:
+        await truncated.read_msg()
+    assert cut.value.received_bytes == 5
+
+
+async def test_packet_reader_loses_nothing_when_cancelled_mid_message() -> None:
+    message = os.urandom(1000)
+    wire = len(message).to_bytes(2, "big") + message
+    parts = [wire[:1], wire[1:300], wire[300:]]
+    stalled, released = trio.Event(), trio.Event()
+
+    class Slow(_Chunks):
+        async def read(self, n: int | None = None) -> bytes:
+            if len(self.chunks) == 1 and not released.is_set():
+                stalled.set()
+                await released.wait()
+            return await super().read(n)
+
+    reader = muxer._BufferedNoisePackets(Slow(parts))
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            scope = trio.CancelScope()
+
+            async def read_until_cancelled() -> None:
+                with scope:
+                    await reader.read_msg()
+
+            nursery.start_soon(read_until_cancelled)
+            await stalled.wait()  # two parts consumed, the third not yet there
+            scope.cancel()
+        assert scope.cancelled_caught
+        released.set()
+        assert bytes(await reader.read_msg()) == message
