@@ -18,10 +18,10 @@ What the stock code does, and what changes:
    yielding (a held one is waited for exactly as before).  Mutual exclusion is unchanged; only
    scheduling points go, and every path still yields where it waits for the socket or a peer.
 2. **Two socket reads per Noise message.**  The Noise reader read the 2-byte length prefix and
-   then the body with one ``recv`` each.  :class:`_BufferedNoisePackets` reads what the kernel
+   then the body with one ``recv`` each.  ``noise_io._BufferedNoisePackets`` reads what the kernel
    holds (up to 256 KiB) and cuts messages out of that read, so one ``recv`` serves one or
    more messages, and hands each on as a view of the read, decrypted where it lies
-   (:func:`_decrypt_in_place`: ``NoiseConnection.decrypt`` accepts only ``bytes``, which
+   (``noise_io._decrypt_in_place``: ``NoiseConnection.decrypt`` accepts only ``bytes``, which
    cost two copies of every received byte before decryption).  It replaces the packet reader
    of a Noise connection only once the handshake is done (the muxer is built after it), and
    nothing else reads that socket afterwards.
@@ -83,15 +83,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import trio
-from cryptography.exceptions import InvalidTag
-from libp2p.io.exceptions import ConnectionClosedError, IncompleteReadError
-from libp2p.io.trio import TrioTCPStream
-from libp2p.network.connection.raw_connection import RawConnection
-from libp2p.security.noise.io import (
-    MAX_PLAINTEXT_LENGTH,
-    NoisePacketReadWriter,
-    NoiseTransportReadWriter,
-)
+from libp2p.io.exceptions import ConnectionClosedError
+from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH
 from libp2p.security.secure_session import SecureSession
 from libp2p.stream_muxer.exceptions import MuxedStreamError
 from libp2p.stream_muxer.yamux.yamux import (
@@ -103,8 +96,9 @@ from libp2p.stream_muxer.yamux.yamux import (
     _yamux_batch_threshold_divisor,
     _yamux_disable_hysteresis,
 )
-from noise.constants import MAX_MESSAGE_LEN
-from noise.exceptions import NoiseInvalidMessage
+
+from storaged.net.locks import EagerLock, EagerSemaphore, WindowLock, eager_lock
+from storaged.net.noise_io import tune_secured_conn
 
 log = logging.getLogger(__name__)
 
@@ -125,249 +119,11 @@ if not PATCHED:
 # Largest Yamux frame (header + payload) that fits one Noise message.
 MAX_FRAME = MAX_PLAINTEXT_LENGTH
 _HEADER = struct.Struct(YAMUX_HEADER_FORMAT)
-# Bytes asked of the socket per read of the Noise reader: several full messages.
-_READ_AHEAD = 256 << 10
 # Control frames (12 bytes each) the reader may leave to the sender task before it waits.
 _MAX_CONTROL_QUEUE = 1024
 # YamuxStream._grow_threshold() is target_recv_window // this (0: hysteresis off); 0.8.1 reads
 # both PY_YAMUX_* settings from os.environ on every call, so they are read once here.
 _GROW_DIVISOR = 0 if _yamux_disable_hysteresis() else _yamux_batch_threshold_divisor()
-
-
-class EagerLock:
-    """A lock that does not yield when it is free (``trio.Lock`` does, on every acquire).
-
-    Same interface as the subset of ``trio.Lock`` libp2p uses.  A free lock is taken with two
-    attribute checks: no checkpoint, and none of ``trio.Lock``'s owner bookkeeping (its
-    "parking lot breaker" registration costs more than the rest of an uncontended acquire and
-    release together, and a small RPC round trip takes about ten of them per side).  A held
-    lock parks the caller in a FIFO ``ParkingLot``; ``release`` hands the lock straight to the
-    first waiter, so it is fair and a waiter cannot be overtaken by a newcomer.  A waiter
-    cancelled while parked is simply removed.  Unlike ``trio.Lock``, a task that exits while
-    holding it does not break it for the waiters (libp2p releases in ``async with``/``finally``).
-    """
-
-    __slots__ = ("_held", "_lot")
-
-    def __init__(self) -> None:
-        self._held = False
-        self._lot = trio.lowlevel.ParkingLot()
-
-    async def acquire(self) -> None:
-        if not self._held and not self._lot:
-            self._held = True
-            return
-        await self._lot.park()  # woken by release(), which left _held True for us
-
-    def release(self) -> None:
-        """Raises:
-        RuntimeError: the lock is not held."""
-        if not self._held:
-            raise RuntimeError("release of an unlocked EagerLock")
-        if self._lot:
-            self._lot.unpark(count=1)  # ownership passes to the first waiter
-        else:
-            self._held = False
-
-    def locked(self) -> bool:
-        return self._held
-
-    async def __aenter__(self) -> None:
-        await self.acquire()
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.release()
-
-
-class WindowLock(EagerLock):
-    """A Yamux stream's ``window_lock`` that also wakes writers waiting for send window.
-
-    py-libp2p 0.8.1 changes ``send_window`` only under this lock (a WINDOW_UPDATE from the
-    peer, in the connection's reader task), so every release is a moment the window may have
-    grown: :meth:`wait_for_change` returns at the next one.
-    """
-
-    __slots__ = ("_watchers",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._watchers = trio.lowlevel.ParkingLot()
-
-    def release(self) -> None:
-        super().release()
-        if self._watchers:
-            self._watchers.unpark_all()
-
-    async def wait_for_change(self) -> None:
-        """Park until the lock is next released (the caller re-checks the window)."""
-        await self._watchers.park()
-
-
-class EagerSemaphore:
-    """A ``trio.Semaphore`` that does not yield when a token is free."""
-
-    __slots__ = ("_sem",)
-
-    def __init__(self, value: int) -> None:
-        self._sem = trio.Semaphore(value)
-
-    @property
-    def value(self) -> int:
-        return self._sem.value
-
-    async def acquire(self) -> None:
-        try:
-            self._sem.acquire_nowait()
-        except trio.WouldBlock:
-            await self._sem.acquire()
-
-    def acquire_nowait(self) -> None:
-        self._sem.acquire_nowait()
-
-    def release(self) -> None:
-        self._sem.release()
-
-    async def __aenter__(self) -> None:
-        await self.acquire()
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._sem.release()
-
-
-def eager_lock(obj: Any, attr: str, kind: type[EagerLock] = EagerLock) -> None:
-    """Replace the free ``trio.Lock`` at ``obj.attr`` by a ``kind`` (an :class:`EagerLock`).
-
-    A lock someone holds (or waits for) is left alone: swapping it then could let two tasks
-    in at once.
-    """
-    lock = getattr(obj, attr, None)
-    if isinstance(lock, trio.Lock) and not lock.locked() and not lock.statistics().tasks_waiting:
-        setattr(obj, attr, kind())
-
-
-class _BufferedNoisePackets(NoisePacketReadWriter):
-    """Noise's ``u16 length | message`` packet reader, reading ahead instead of twice a message.
-
-    py-libp2p's reader calls ``recv`` for the 2-byte length and again for the body; this one
-    asks the socket for what it holds (up to ``_READ_AHEAD``) and cuts whole messages out of
-    that read.  A message inside one read is returned as a memoryview of it (the read is an
-    immutable ``bytes``, so no copy is needed: the decryption reads it in place); only a
-    message split across reads is gathered into a buffer of its own.  Only the transport
-    reader of a finished handshake is replaced (nothing else reads that socket), so no byte
-    meant for someone else is taken.  Writing is unchanged.
-    """
-
-    def __init__(self, raw: Any) -> None:
-        super().__init__(raw)
-        self._chunk = b""  # the last socket read
-        self._pos = 0  # start of its unread bytes
-        self._partial = bytearray()  # the start of a message split across reads
-
-    async def read_msg(self) -> bytes | memoryview:  # type: ignore[override]
-        """One Noise message (ciphertext): a view of the socket read it arrived in.
-
-        Raises:
-            IncompleteReadError: the connection ended (``received_bytes == 0`` between
-                messages: a clean close, as py-libp2p reports it).
-            Whatever the raw connection raises on a broken socket.
-        """
-        partial = self._partial
-        if not partial:
-            msg = self._cut(self._chunk, self._pos)
-            if msg is not None:
-                return msg
-            # Split across reads: gather the message (one copy of its own bytes).  Kept on
-            # self, so a read cancelled mid-message loses nothing.
-            partial += memoryview(self._chunk)[self._pos :]
-            self._pos = len(self._chunk)
-        while True:
-            chunk = await self.read_write_closer.read(_READ_AHEAD)
-            if not chunk:
-                raise IncompleteReadError(
-                    f"Connection closed during read operation: {len(partial)} bytes of a "
-                    "Noise message buffered",
-                    expected_bytes=max(len(partial), 2),
-                    received_bytes=len(partial),
-                )
-            self._chunk, self._pos = chunk, 0
-            if not partial and (msg := self._cut(chunk, 0)) is not None:
-                return msg
-            pos = min(max(2 - len(partial), 0), len(chunk))  # complete the length prefix
-            partial += chunk[:pos]
-            if len(partial) >= 2:
-                size = 2 + ((partial[0] << 8) | partial[1])
-                take = min(size - len(partial), len(chunk) - pos)
-                partial += memoryview(chunk)[pos : pos + take]
-                self._pos = pos + take
-                if len(partial) == size:
-                    self._partial = bytearray()
-                    return memoryview(partial)[2:]
-            else:
-                self._pos = pos
-
-    def _cut(self, chunk: bytes, pos: int) -> memoryview | None:
-        """The message starting at ``pos`` of ``chunk`` if all of it is there (consumed)."""
-        if len(chunk) - pos < 2:
-            return None
-        end = pos + 2 + ((chunk[pos] << 8) | chunk[pos + 1])
-        if end > len(chunk):
-            return None
-        self._pos = end
-        return memoryview(chunk)[pos + 2 : end]
-
-
-def _decrypt_in_place(noise: NoiseTransportReadWriter) -> None:
-    """Make ``noise.read_msg`` decrypt the packet reader's memoryview where it lies.
-
-    The stock ``read_msg`` goes through ``NoiseConnection.decrypt``, which refuses anything
-    but ``bytes`` (so a view would have to be copied first) and formats two debug lines per
-    message.  This one makes the same checks and the same call underneath; the nonce
-    handling is the ``CipherState``'s own, untouched.
-    """
-    packets = noise.read_writer
-    connection: Any = noise.noise_state  # a noise.connection.NoiseConnection
-
-    async def read_msg(prefix_encoded: bool = False) -> bytes:
-        """Raises:
-        NoiseInvalidMessage: an oversized message, or one that fails authentication.
-        IncompleteReadError and socket errors: from the packet reader."""
-        data = await packets.read_msg()
-        if prefix_encoded or not connection.handshake_finished:  # not after a handshake
-            msg = bytes(data)
-            return noise.decrypt(msg[len(noise.prefix) :] if prefix_encoded else msg)
-        if len(data) > MAX_MESSAGE_LEN:
-            raise NoiseInvalidMessage(f"Noise message of {len(data)} bytes")
-        try:
-            plain: bytes = connection.noise_protocol.cipher_state_decrypt.decrypt_with_ad(
-                None, data
-            )
-        except InvalidTag:
-            raise NoiseInvalidMessage("Failed authentication of message") from None
-        return plain
-
-    noise.read_msg = read_msg  # type: ignore[method-assign]
-
-
-def _tune_secured_conn(secured: Any) -> bool:
-    """Apply fixes 1 and 2 below a Noise-over-TCP connection; False if its layers are not the
-    ones py-libp2p 0.8.1 builds for Noise over TCP (then nothing is changed)."""
-    if type(secured) is not SecureSession:
-        return False
-    noise = secured.conn
-    if type(noise) is not NoiseTransportReadWriter:
-        return False
-    packets = noise.read_writer
-    raw = packets.read_write_closer
-    if type(packets) is not NoisePacketReadWriter or type(raw) is not RawConnection:
-        return False
-    tcp = raw.stream
-    if type(tcp) is not TrioTCPStream:
-        return False
-    eager_lock(tcp, "read_lock")
-    eager_lock(tcp, "write_lock")
-    noise.read_writer = _BufferedNoisePackets(raw)
-    _decrypt_in_place(noise)
-    return True
 
 
 def _fast_header_reads(secured: SecureSession, muxer: Muxer) -> None:
@@ -526,7 +282,7 @@ class Muxer(Yamux):
         if PATCHED:
             self.streams_lock = EagerLock()  # type: ignore[assignment]
             self._write_lock = EagerLock()  # type: ignore[assignment]
-            self.tuned = _tune_secured_conn(secured_conn)
+            self.tuned = tune_secured_conn(secured_conn)
             if self.tuned:
                 _fast_header_reads(secured_conn, self)
             if not self.tuned:
@@ -664,11 +420,8 @@ __all__ = [
     "LIBP2P_VERSION",
     "MAX_FRAME",
     "PATCHED",
-    "EagerLock",
-    "EagerSemaphore",
     "Muxer",
     "defer_small_window_updates",
-    "eager_lock",
     "install",
     "tune_stream",
 ]

@@ -17,7 +17,8 @@ from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.stream_muxer.yamux.yamux import YamuxStream
 
 from storaged.net.errors import DeadlineExceeded, StreamBroken
-from storaged.net.muxer import PATCHED, eager_lock, tune_stream
+from storaged.net.locks import eager_lock
+from storaged.net.muxer import PATCHED, tune_stream
 
 log = logging.getLogger(__name__)
 

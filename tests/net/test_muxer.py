@@ -30,7 +30,9 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 from storaged.net import muxer
 from storaged.net.errors import StreamBroken
 from storaged.net.host import Node
-from storaged.net.muxer import EagerLock, Muxer, WindowLock, _wait_for_window
+from storaged.net.locks import EagerLock, WindowLock
+from storaged.net.muxer import Muxer, _wait_for_window
+from storaged.net.noise_io import _BufferedNoisePackets
 from storaged.net.stream import Stream
 from storaged.net.testing import cluster
 
@@ -620,13 +622,13 @@ async def test_packet_reader_reassembles_messages_split_anywhere(seed: int) -> N
     wire = b"".join(len(m).to_bytes(2, "big") + m for m in messages)
     cuts = sorted(rng.sample(range(1, len(wire)), 60))  # includes cuts inside length prefixes
     chunks = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True)]
-    reader = muxer._BufferedNoisePackets(_Chunks(chunks))
+    reader = _BufferedNoisePackets(_Chunks(chunks))
     assert [bytes(await reader.read_msg()) for _ in messages] == messages
     with pytest.raises(IncompleteReadError) as clean:
         await reader.read_msg()
     assert clean.value.received_bytes == 0  # EOF between messages: a clean close
 
-    truncated = muxer._BufferedNoisePackets(_Chunks([b"\x00\x10abc"]))
+    truncated = _BufferedNoisePackets(_Chunks([b"\x00\x10abc"]))
     with pytest.raises(IncompleteReadError) as cut:
         await truncated.read_msg()
     assert cut.value.received_bytes == 5
@@ -645,7 +647,7 @@ async def test_packet_reader_loses_nothing_when_cancelled_mid_message() -> None:
                 await released.wait()
             return await super().read(n)
 
-    reader = muxer._BufferedNoisePackets(Slow(parts))
+    reader = _BufferedNoisePackets(Slow(parts))
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             scope = trio.CancelScope()
