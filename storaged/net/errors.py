@@ -54,7 +54,8 @@ class RemoteInternalError(RemoteRejected):
 
 
 class RemoteIntegrityFailure(RemoteRejected):
-    """The peer says the bytes it received failed verification."""
+    """The peer found bytes that fail verification: ones it received, or its own stored
+    copy (a provider whose piece is corrupt on disk)."""
 
     code = "integrity"
 

@@ -126,12 +126,16 @@ async def _prefetch(
     key: bytes,
     start: int,
     end: int,
-    send: trio.MemorySendChannel[bytes],
+    send: trio.MemorySendChannel[bytes | StoragedError],
 ) -> None:
     async with send:
         pos = start
         while pos < end:
-            chunk = await source.read(key, pos, min(CHUNK_SIZE, end - pos))
+            try:
+                chunk = await source.read(key, pos, min(CHUNK_SIZE, end - pos))
+            except StoragedError as exc:
+                await send.send(exc)  # raised by the sender in turn, not mid-write
+                return
             if not chunk:
                 raise LocalBugError(f"source returned no bytes for {key.hex()} at {pos}")
             pos += len(chunk)
@@ -145,14 +149,24 @@ async def _send_chunks(
     end: int,
     send_one: Callable[[bytes], Awaitable[None]],
 ) -> None:
-    """Read [start, end) of ``key`` in a prefetching task and pass each chunk to ``send_one``."""
-    send, recv = trio.open_memory_channel[bytes](2)
+    """Read [start, end) of ``key`` in a prefetching task and pass each chunk to ``send_one``.
+
+    A source error is raised here after the chunks read before it were sent: raising it in
+    the prefetching task would cancel ``send_one`` in the middle of writing a frame, and the
+    peer could not read an error frame behind half a data frame.
+
+    Raises:
+        StoragedError: from ``source``.
+    """
+    send, recv = trio.open_memory_channel[bytes | StoragedError](2)
     with first_error():
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_prefetch, source, key, start, end, send)
             async with recv:
-                async for chunk in recv:
-                    await send_one(chunk)
+                async for item in recv:
+                    if isinstance(item, StoragedError):
+                        raise item
+                    await send_one(item)
 
 
 class Transfers:
@@ -318,7 +332,18 @@ class Transfers:
             hasher.update(chunk)
 
         start = request.offset
-        await _send_chunks(source, request.key, start, start + length, send_one)
+        try:
+            await _send_chunks(source, request.key, start, start + length, send_one)
+        except StoragedError as exc:
+            if isinstance(exc, PeerUnavailable):
+                raise
+            # The source failed mid-range (a block corrupt on disk, a file gone): say why, as
+            # an error frame the client reads in place of the rest, instead of a bare reset.
+            log.warning("%s: %s failed mid-range: %s: %s", what, request.key.hex()[:16],
+                        type(exc).__name__, exc)
+            await stream.write(session.refuse(error_code_for(exc), str(exc)), timeout=t)
+            await stream.close()
+            return
         await stream.write(session.end(hasher.digest()), timeout=t)
         await stream.close()
 

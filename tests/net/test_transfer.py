@@ -144,6 +144,34 @@ async def test_fetch_resumes_and_reports_missing(tmp_path: Path) -> None:
                 await client.fetch(b.peer_id, b"nope", consume)
 
 
+class CorruptAfter(FileStore):
+    """A source whose bytes past ``bad_from`` fail its own check (a block corrupt on disk)."""
+
+    bad_from = 3 << 20
+
+    async def read(self, key: bytes, offset: int, length: int) -> bytes:
+        if offset + length > self.bad_from:
+            raise IntegrityError(f"{key!r} block {offset >> 20} is corrupt on disk")
+        return await super().read(key, offset, length)
+
+
+async def test_a_source_failing_mid_range_is_reported_not_reset(tmp_path: Path) -> None:
+    """The provider's error travels as an error frame after the bytes already sent: the
+    client gets the reason at once instead of a reset it would retry."""
+    src = CorruptAfter(tmp_path / "a")
+    make_object(src, b"obj", 8 << 20)
+    async with cluster(2) as (a, b):
+        Transfers(b).serve_fetch(src)
+        got = bytearray()
+
+        async def consume(offset: int, data: bytes) -> None:
+            got.extend(data)
+
+        with trio.fail_after(30), pytest.raises(RemoteIntegrityFailure, match="corrupt on disk"):
+            await Transfers(a).fetch(b.peer_id, b"obj", consume, attempts=3)
+        assert len(got) == CorruptAfter.bad_from  # delivered up to the bad block, once
+
+
 async def test_wrong_digest_is_refused_and_discarded(tmp_path: Path) -> None:
     src, dst = two_stores(tmp_path)
     make_object(src, b"x", 3 << 20)
