@@ -75,8 +75,8 @@ async def fetch_manifest(light: LightNode, cid: str) -> Manifest:
     missing = 0
     for peer in peers:
         try:
-            # A read, so safe to retry: a stream that breaks off (seen in CI: a provider's
-            # stream ended before answering) costs one more attempt, not the whole `get`.
+            # A read, so safe to retry: a stream that breaks off (its connection dropped
+            # under the request) costs one more attempt, not the whole `get`.
             with trio.fail_after(MANIFEST_TIMEOUT + 5):
                 answer = await light.rpc.request(peer, DEAL, {"op": "manifest_get", "cid": cid},
                                                  timeout=MANIFEST_TIMEOUT, attempts=2)
