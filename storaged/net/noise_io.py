@@ -6,10 +6,12 @@ handshake is done (fix 2 of :mod:`storaged.net.muxer`; pinned to py-libp2p 0.8.1
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+import trio
 from cryptography.exceptions import InvalidTag
-from libp2p.io.exceptions import IncompleteReadError
+from libp2p.io.exceptions import ConnectionClosedError, IncompleteReadError
 from libp2p.io.trio import TrioTCPStream
 from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.security.noise.io import NoisePacketReadWriter, NoiseTransportReadWriter
@@ -126,27 +128,88 @@ def _decrypt_in_place(noise: NoiseTransportReadWriter) -> None:
     noise.read_msg = read_msg  # type: ignore[method-assign]
 
 
-def tune_secured_conn(secured: Any) -> bool:
-    """Apply fixes 1 and 2 of :mod:`storaged.net.muxer` below a Noise-over-TCP connection
-    (eager TCP locks; the buffered, decrypt-in-place reader); False if its layers are not the
-    ones py-libp2p 0.8.1 builds for Noise over TCP (then nothing is changed)."""
+class FrameWriter:
+    """Writes one Yamux frame as one Noise message on the socket, whole (fix 9 of
+    :mod:`storaged.net.muxer`), without a cancel scope when the socket takes it at once.
+
+    Noise gives a message its nonce when it encrypts it, so a write that stops after that
+    (cancelled) or halfway through the socket leaves the peer unable to authenticate
+    anything after it.  Here a pending cancellation is taken before encrypting; then the
+    message is offered to the socket with a non-blocking ``os.write``, which cannot be
+    interrupted.  Only if the kernel takes part of it does the rest wait for the socket, in
+    a shielded scope bounded by the caller's ``timeout``.  The caller holds the connection's
+    write lock, so nothing else writes this socket (after the handshake, py-libp2p writes it
+    only through the muxer).
+    """
+
+    def __init__(self, noise: NoiseTransportReadWriter, sock: Any) -> None:
+        self._noise = noise
+        self._sock = sock  # the trio socket under the connection
+        self._wait_writable = trio.lowlevel.wait_writable
+
+    async def write(self, frame: bytes, timeout: float) -> bool:
+        """Send ``frame`` (at most ``MAX_PLAINTEXT_LENGTH`` bytes); False if the peer did not
+        take all of it within ``timeout`` (the connection is then unusable).
+
+        Raises:
+            trio.Cancelled: only before anything was encrypted.
+            ConnectionClosedError: the socket is closed or broken.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        ciphertext = self._noise.encrypt(frame)  # uses the next nonce: no checkpoint from here
+        packet = len(ciphertext).to_bytes(2, "big") + ciphertext
+        sent = self._send(packet, 0)
+        if sent == len(packet):
+            return True
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + timeout) as scope:
+            while sent < len(packet):
+                try:
+                    await self._wait_writable(self._sock)
+                except (trio.ClosedResourceError, OSError) as exc:
+                    raise ConnectionClosedError(f"socket closed mid-frame: {exc!r}") from exc
+                sent += self._send(packet, sent)
+        return not scope.cancelled_caught
+
+    def _send(self, packet: bytes, start: int) -> int:
+        """Bytes of ``packet[start:]`` the kernel took now (0 if its buffer is full).
+
+        Raises:
+            ConnectionClosedError: the socket is closed or the connection broke.
+        """
+        fd = self._sock.fileno()
+        if fd < 0:
+            raise ConnectionClosedError("socket closed")
+        try:
+            with memoryview(packet) as view:
+                return os.write(fd, view[start:])
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise ConnectionClosedError(f"connection broken: {exc!r}") from exc
+
+
+def tune_secured_conn(secured: Any) -> FrameWriter | None:
+    """Apply fixes 1, 2 and 9 of :mod:`storaged.net.muxer` below a Noise-over-TCP connection
+    (eager TCP locks; the buffered, decrypt-in-place reader) and return its
+    :class:`FrameWriter`; None if its layers are not the ones py-libp2p 0.8.1 builds for
+    Noise over TCP (then nothing is changed)."""
     if type(secured) is not SecureSession:
-        return False
+        return None
     noise = secured.conn
     if type(noise) is not NoiseTransportReadWriter:
-        return False
+        return None
     packets = noise.read_writer
     raw = packets.read_write_closer
     if type(packets) is not NoisePacketReadWriter or type(raw) is not RawConnection:
-        return False
+        return None
     tcp = raw.stream
-    if type(tcp) is not TrioTCPStream:
-        return False
+    if type(tcp) is not TrioTCPStream or not isinstance(tcp.stream, trio.SocketStream):
+        return None
     eager_lock(tcp, "read_lock")
     eager_lock(tcp, "write_lock")
     noise.read_writer = _BufferedNoisePackets(raw)
     _decrypt_in_place(noise)
-    return True
+    return FrameWriter(noise, tcp.stream.socket)
 
 
-__all__ = ["tune_secured_conn"]
+__all__ = ["FrameWriter", "tune_secured_conn"]

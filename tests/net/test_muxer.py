@@ -664,36 +664,37 @@ async def test_packet_reader_loses_nothing_when_cancelled_mid_message() -> None:
         assert bytes(await reader.read_msg()) == message
 
 
-def gate_writes(stream: Stream) -> tuple[trio.Event, trio.Event, Any]:
-    """Hold the next socket write of ``stream``'s connection until the returned ``gate`` is
-    set; ``entered`` is set once a write waits there.  Returns (entered, gate, restore)."""
-    tcp = connection_of(stream).secured_conn.conn.read_writer.read_write_closer.stream
+def gate_writes(stream: Stream) -> tuple[trio.Event, trio.Event]:
+    """Make the socket under ``stream``'s connection look full: the next frame gets only its
+    first byte out, and the rest waits until the returned ``gate`` is set (``entered`` is set
+    once it waits).  Returns (entered, gate)."""
+    writer = connection_of(stream)._frame_writer
     entered, gate = trio.Event(), trio.Event()
-    original = tcp.write
+    send = writer._send
 
-    async def gated(data: bytes) -> None:
-        if not gate.is_set():
-            entered.set()
-            await gate.wait()
-        await original(data)
+    def partial(packet: bytes, start: int) -> int:
+        if gate.is_set():
+            return send(packet, start)
+        return send(packet[: start + 1], start) if start == 0 else 0
 
-    tcp.write = gated
+    async def wait_writable(_sock: Any) -> None:
+        entered.set()
+        await gate.wait()
 
-    def restore() -> None:
-        tcp.write = original
-
-    return entered, gate, restore
+    writer._send, writer._wait_writable = partial, wait_writable
+    return entered, gate
 
 
 async def test_a_write_cancelled_mid_frame_leaves_the_connection_usable() -> None:
-    """Stock 0.8.1: the cancelled write had used a Noise nonce without sending the message, so
-    the peer failed to authenticate everything after it and dropped the connection."""
+    """Stock 0.8.1: a write cancelled while the socket was full left its Noise message cut
+    short (its nonce used), so the peer failed to authenticate everything after it and
+    dropped the connection."""
     async with cluster(2, setup=serve) as (a, b):
         with trio.fail_after(30):
             first = await a.open_stream(b.peer_id, ECHO)
             await first.write(b"hello", timeout=10)
             assert await read_exactly(first, 5) == b"hello"
-            entered, gate, restore = gate_writes(first)
+            entered, gate = gate_writes(first)
             scope = trio.CancelScope()
 
             async def write_until_cancelled() -> None:
@@ -702,10 +703,9 @@ async def test_a_write_cancelled_mid_frame_leaves_the_connection_usable() -> Non
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(write_until_cancelled)
-                await entered.wait()  # encrypted, not yet on the socket
+                await entered.wait()  # encrypted, one byte of it on the socket
                 scope.cancel()
                 gate.set()
-            restore()
             second = await a.open_stream(b.peer_id, ECHO)  # same connection
             assert connection_of(second) is connection_of(first)
             await second.write(b"after", timeout=10)
@@ -722,7 +722,7 @@ async def test_a_frame_the_peer_never_takes_closes_the_connection(
             stream = await a.open_stream(b.peer_id, ECHO)
             await stream.write(b"hello", timeout=10)
             assert await read_exactly(stream, 5) == b"hello"
-            _entered, _gate, _restore = gate_writes(stream)  # never opened
+            gate_writes(stream)  # never opened
             with pytest.raises(StreamBroken, match="not taken within"):
                 await stream.write(b"stuck", timeout=10)
             assert connection_of(stream).event_shutting_down.is_set()

@@ -169,7 +169,10 @@ async def test_a_source_failing_mid_range_is_reported_not_reset(tmp_path: Path) 
 
         with trio.fail_after(30), pytest.raises(RemoteIntegrityFailure, match="corrupt on disk"):
             await Transfers(a).fetch(b.peer_id, b"obj", consume, attempts=3)
-        assert len(got) == CorruptAfter.bad_from  # delivered up to the bad block, once
+        # Bytes before the bad block, in order (a data frame that arrives in the same read
+        # as the error frame is not delivered: the error ends the fetch).
+        assert 0 < len(got) <= CorruptAfter.bad_from
+        assert bytes(got) == src.path(b"obj").read_bytes()[: len(got)]
 
 
 async def test_wrong_digest_is_refused_and_discarded(tmp_path: Path) -> None:

@@ -35,11 +35,14 @@ class CuttingSource(MemorySource):
     node: object
     cut_at: int
     cut_done = False
+    not_before: trio.Event | None = None  # also wait for this before cutting
 
     async def read(self, key: bytes, offset: int, length: int) -> bytes:
         data = await super().read(key, offset, length)
         if not self.cut_done and offset >= self.cut_at:
             self.cut_done = True
+            if self.not_before is not None:
+                await self.not_before.wait()
             for peer in self.node.connected_peers():  # type: ignore[attr-defined]
                 await self.node.disconnect(peer)  # type: ignore[attr-defined]
         return data
@@ -132,6 +135,18 @@ async def test_after_a_restart_only_the_fsynced_prefix_is_trusted(tmp_path: Path
     async with market_env(tmp_path, CONFIG) as env:
         source = CuttingSource()
         source.node, source.cut_at = env.client_node, 15 << 20  # between two syncs (every 8 MiB)
+        # ... and only once the provider has stored past the first sync: the client reads
+        # ahead of what the provider has stored, so without this the cut can land while the
+        # provider is still in its fsync at 8 MiB, leaving no unsynced tail to test.
+        source.not_before = past_sync = trio.Event()
+        pieces, write = env.market.pieces, env.market.pieces.write
+
+        async def watched_write(key: bytes, offset: int, chunk: bytes) -> None:
+            await write(key, offset, chunk)
+            if pieces.bytes_received > SYNC_EVERY:
+                past_sync.set()
+
+        pieces.write = watched_write  # type: ignore[method-assign]
         env.source = source
         with trio.fail_after(60):
             _, comm_d = await env.deal_for(data)
