@@ -393,7 +393,7 @@ class Muxer(Yamux):
         writer = self._frame_writer
         if writer is not None and len(frame) <= MAX_FRAME:
             whole = await writer.write(frame, self.frame_timeout)
-        else:  # a connection we could not tune: shield the stock write (a scope per frame)
+        else:  # untuned connection, or a frame over one Noise message: shield the stock write
             deadline = trio.current_time() + self.frame_timeout
             with trio.CancelScope(shield=True, deadline=deadline) as scope:
                 await self.secured_conn.write(frame)
