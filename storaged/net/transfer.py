@@ -131,15 +131,21 @@ async def _prefetch(
     async with send:
         pos = start
         while pos < end:
+            item: bytes | StoragedError
             try:
-                chunk = await source.read(key, pos, min(CHUNK_SIZE, end - pos))
+                item = await source.read(key, pos, min(CHUNK_SIZE, end - pos))
             except StoragedError as exc:
-                await send.send(exc)  # raised by the sender in turn, not mid-write
+                item = exc  # raised by the sender in turn, not in the middle of a write
+            if not isinstance(item, StoragedError):
+                if not item:
+                    raise LocalBugError(f"source returned no bytes for {key.hex()} at {pos}")
+                pos += len(item)
+            try:
+                await send.send(item)
+            except trio.BrokenResourceError:
+                return  # the sender stopped on an error of its own: that is the one to report
+            if isinstance(item, StoragedError):
                 return
-            if not chunk:
-                raise LocalBugError(f"source returned no bytes for {key.hex()} at {pos}")
-            pos += len(chunk)
-            await send.send(chunk)
 
 
 async def _send_chunks(

@@ -12,7 +12,7 @@ import blake3
 import pytest
 import trio
 
-from storaged.errors import IntegrityError, PeerUnavailable, ProtocolViolation
+from storaged.errors import IntegrityError, PeerUnavailable, ProtocolViolation, StoragedError
 from storaged.net import flow
 from storaged.net.errors import RemoteIntegrityFailure, RemoteNotFound
 from storaged.net.files import FileStore
@@ -334,3 +334,22 @@ async def test_transfers_beyond_the_limit_are_refused_busy(tmp_path: Path) -> No
             with pytest.raises(RemoteBusy, match="too many transfers"):
                 await client.push(b.peer_id, b"h", src, attempts=1)
         nursery.cancel_scope.cancel()
+
+
+async def test_the_prefetcher_stops_quietly_when_the_sender_has_stopped() -> None:
+    """The sender failed (its error is the one to report) while the prefetching task still
+    held a chunk: the task must stop, not raise trio's BrokenResourceError, which a CI run
+    saw reported in place of the sender's PeerUnavailable."""
+    from storaged.net.transfer import _prefetch
+
+    class Source:
+        async def size(self, key: bytes) -> int:
+            return 4 << 20
+
+        async def read(self, key: bytes, offset: int, length: int) -> bytes:
+            return b"x" * length
+
+    send, recv = trio.open_memory_channel[bytes | StoragedError](1)
+    await recv.aclose()  # the sender is gone
+    with trio.fail_after(10):
+        await _prefetch(Source(), b"k", 0, 4 << 20, send)
