@@ -335,9 +335,8 @@ class Muxer(Yamux):
         for an open stream: what the stock reader does for such a frame, minus the copies and
         the log formatting.  False (nothing done) for anything else, and while another task
         holds the stream table lock (the stock path waits for it)."""
-        if len(msg) <= HEADER_SIZE or self.streams_lock.locked():
-            return False
-        if self.event_shutting_down.is_set():
+        busy = self.streams_lock.locked() or self.event_shutting_down.is_set()
+        if len(msg) <= HEADER_SIZE or busy:
             return False
         _version, typ, flags, stream_id, length = _HEADER.unpack_from(msg)
         if typ != TYPE_DATA or flags or len(msg) != HEADER_SIZE + length:

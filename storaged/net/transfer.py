@@ -80,6 +80,14 @@ async def hash_source(source: ChunkSource, key: bytes, size: int) -> bytes:
     return digest
 
 
+async def _refuse(
+    stream: Stream, refuse: Callable[[str, str], bytes], exc: StoragedError, timeout: float
+) -> None:
+    """Tell the peer why, as the protocol's ``error`` frame (``refuse(code, message)``) with
+    the code that matches ``exc``, instead of resetting the stream."""
+    await stream.write(refuse(error_code_for(exc), str(exc)), timeout=timeout)
+
+
 async def _read_some(stream: Stream, timeout: float, what: str) -> bytes:
     data = await stream.read(READ_SIZE, timeout=timeout)
     if not data:
@@ -271,7 +279,7 @@ class Transfers:
                 hasher.update(held)
                 pos += len(held)
         except StoragedError as exc:
-            await stream.write(session.refuse(error_code_for(exc), str(exc)), timeout=t)
+            await _refuse(stream, session.refuse, exc, t)
             await stream.close()
             return
         await stream.write(session.accept(offset), timeout=t)
@@ -308,7 +316,7 @@ class Transfers:
             # would make the handler guard reset the stream, and a reset that arrives in the
             # same read as the refusal discards it: the client saw "stream reset", not why.
             log.info("%s: refused: %s: %s", what, type(exc).__name__, exc)
-            await stream.write(session.refuse(error_code_for(exc), str(exc)), timeout=t)
+            await _refuse(stream, session.refuse, exc, t)
         await stream.close()
 
     async def _serve_fetch(self, source: ChunkSource, stream: Stream) -> None:
@@ -321,7 +329,7 @@ class Transfers:
         try:
             size = await source.size(request.key)
         except StoragedError as exc:
-            await stream.write(session.refuse(error_code_for(exc), str(exc)), timeout=t)
+            await _refuse(stream, session.refuse, exc, t)
             await stream.close()
             return
         meta, length = session.meta(size)
@@ -347,7 +355,7 @@ class Transfers:
             # an error frame the client reads in place of the rest, instead of a bare reset.
             log.warning("%s: %s failed mid-range: %s: %s", what, request.key.hex()[:16],
                         type(exc).__name__, exc)
-            await stream.write(session.refuse(error_code_for(exc), str(exc)), timeout=t)
+            await _refuse(stream, session.refuse, exc, t)
             await stream.close()
             return
         await stream.write(session.end(hasher.digest()), timeout=t)

@@ -72,6 +72,11 @@ def connection_of(stream: Stream) -> Any:
     return stream._raw.muxed_stream.conn
 
 
+def tcp_of(stream: Stream) -> Any:
+    """The TCP stream object under ``stream``'s (tuned) connection."""
+    return connection_of(stream).secured_conn.conn.read_writer.read_write_closer.stream
+
+
 def test_pinned_version_is_patched() -> None:
     assert muxer.LIBP2P_VERSION == "0.8.1"
     assert muxer.PATCHED
@@ -127,7 +132,7 @@ async def test_one_socket_read_per_small_message() -> None:
     async with cluster(2, setup=serve) as (a, b):
         with trio.fail_after(30):
             stream = await a.open_stream(b.peer_id, ECHO)
-            tcp = connection_of(stream).secured_conn.conn.read_writer.read_write_closer.stream
+            tcp = tcp_of(stream)
             reads = 0
             original = tcp.read
 
@@ -540,7 +545,7 @@ async def test_noise_messages_are_decrypted_where_the_socket_read_put_them() -> 
         with trio.fail_after(30):
             stream = await a.open_stream(b.peer_id, ECHO)
             packets = connection_of(stream).secured_conn.conn.read_writer
-            tcp = packets.read_write_closer.stream
+            tcp = tcp_of(stream)
             reads: list[bytes] = []
             messages: list[Any] = []
             tcp_read, packet_read = tcp.read, packets.read_msg
@@ -578,7 +583,7 @@ async def test_a_corrupted_byte_on_the_wire_fails_the_connection_not_the_host() 
             stream = await a.open_stream(b.peer_id, ECHO)
             await stream.write(b"before", timeout=10)
             assert await read_exactly(stream, 6) == b"before"
-            tcp = connection_of(stream).secured_conn.conn.read_writer.read_write_closer.stream
+            tcp = tcp_of(stream)
             original = tcp.read
 
             async def flip(n: int | None = None) -> bytes:
